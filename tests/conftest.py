@@ -1,0 +1,70 @@
+"""Shared fixtures: real speech from espeak-ng, a tiny random-init Whisper, the real bundled tiny.en."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Tests run offline: the hub is never reached.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+# Short English sentences Whisper tiny.en gets (nearly) right on espeak-ng's en-us voice.
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Please call me back when you get home tonight.",
+    "The weather is very nice today.",
+    "I would like a cup of coffee.",
+    "We will meet at the station at nine o'clock.",
+    "She opened the window to let in some fresh air.",
+]
+
+
+@pytest.fixture(scope="session")
+def speech_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("speech")
+
+
+@pytest.fixture(scope="session")
+def say(speech_dir):
+    """say(text, voice="en-us", speed=160) -> Path of a WAV file of espeak-ng speaking text."""
+    from whisper_lora.tts import espeak_available, synthesize_cached
+
+    if not espeak_available():
+        pytest.fail("espeak-ng is missing: run `make setup` (it installs espeak-ng)")
+
+    def _say(text, voice="en-us", speed=160, pitch=50):
+        return synthesize_cached(text, speech_dir, voice=voice, speed=speed, pitch=pitch)
+
+    return _say
+
+
+@pytest.fixture(scope="session")
+def english_clips(say):
+    """(path, text) for each of SENTENCES."""
+    return [(say(t), t) for t in SENTENCES]
+
+
+@pytest.fixture(scope="session")
+def tiny_random():
+    """A tiny random-init English-only Whisper (2+2 layers, d_model 64) and a real processor."""
+    from whisper_lora.testing import tiny_random_model
+
+    return tiny_random_model(multilingual=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_random_multilingual():
+    from whisper_lora.testing import tiny_random_model
+
+    return tiny_random_model(multilingual=True)
+
+
+@pytest.fixture(scope="session")
+def bundled_tiny_en():
+    """The real OpenAI tiny.en weights from the offline extra, converted to HF."""
+    from whisper_lora import load_model
+
+    return load_model("bundled:tiny.en")
