@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import audio
@@ -124,20 +124,23 @@ def validate_manifest(path: str | os.PathLike, max_seconds: float | None = audio
         return ValidationReport(str(manifest), 0, [], [Problem(None, None, str(exc))], max_seconds)
 
     rows, problems = _rows_from_entries(entries, manifest.parent)
-    good = []
-    for row in _drop_duplicates(rows, problems):
-        try:
-            seconds = _audio_seconds(row.audio_path, max_seconds, decode)
-        except AudioError as exc:
-            reason = getattr(exc, "reason", str(exc))
-            if reason == "audio file not found":
-                reason += f" (relative paths resolve against the manifest's folder, {manifest.parent})"
-            problems.append(Problem(row.number, row.audio_path, reason))
+    checked, lengths = [], {}  # lengths: audio path -> seconds or AudioError, each file opened once
+    for row in rows:
+        if row.audio_path not in lengths:
+            try:
+                lengths[row.audio_path] = _audio_seconds(row.audio_path, max_seconds, decode)
+            except AudioError as exc:
+                lengths[row.audio_path] = exc
+        seconds = lengths[row.audio_path]
+        if isinstance(seconds, AudioError):
+            problems.append(Problem(row.number, row.audio_path, _audio_reason(seconds, manifest.parent)))
             continue
         row_problems = _length_problems(row, seconds, max_seconds)
         problems.extend(row_problems)
         if not row_problems:
-            good.append(dataclasses.replace(row, duration=seconds))
+            checked.append(dataclasses.replace(row, duration=seconds))
+    # Duplicates last, among rows that are otherwise good: a bad first copy must not hide a good one.
+    good = _drop_duplicates(checked, problems)
 
     problems.sort(key=lambda p: p.number or 0)  # stable: a row's problems keep their order
     return ValidationReport(str(manifest), len(entries), good, problems, max_seconds)
@@ -275,7 +278,7 @@ def _rows_from_entries(entries, folder: Path) -> tuple[list[Row], list[Problem]]
     for number, value in entries:
         row, found = _parse_row(number, value, folder)
         problems.extend(found)
-        if row is not None and not any(not p.warning for p in found):
+        if row is not None:
             rows.append(row)
     return rows, problems
 
@@ -398,6 +401,13 @@ def _audio_seconds(path: str, max_seconds: float | None, decode: bool) -> float:
         samples, rate = audio.decode(path)
         seconds = len(samples) / rate
     return seconds
+
+
+def _audio_reason(exc: AudioError, folder: Path) -> str:
+    reason = getattr(exc, "reason", str(exc))
+    if reason == "audio file not found":
+        reason += f" (relative paths resolve against the manifest's folder, {folder})"
+    return reason
 
 
 def _length_problems(row: Row, seconds: float, max_seconds: float | None) -> list[Problem]:
