@@ -13,7 +13,7 @@ set PY=whisper_lora_env\Scripts\python.exe
 REM PyTorch first: pick the CUDA build from pytorch.org for a GPU; the default wheel is fine for CPU.
 %PY% -c "import torch" 2>nul || %PY% -m pip install "torch>=2.1,<3" || exit /b 1
 %PY% -m pip install -r requirements.txt || exit /b 1
-%PY% -c "import whisper_lora, torch; print(whisper-lora, whisper_lora.__version__, | torch, torch.__version__, | CUDA:, torch.cuda.is_available())"
+%PY% -c "import whisper_lora, torch; print(whisper_lora.__version__, torch.__version__, torch.cuda.is_available())"
 echo.
 echo Done. Activate the environment with:  whisper_lora_env\Scripts\activate
 echo For the demo and tests install espeak-ng: https://github.com/espeak-ng/espeak-ng/releases
