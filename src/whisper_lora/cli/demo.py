@@ -1,0 +1,21 @@
+"""`whisper-lora demo`: the whole job offline, with a before/after table."""
+
+from ..demo import DemoOptions, run_demo
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("demo", help="offline demo: synthesise speech, fine-tune, measure the gain",
+                              description=__doc__)
+    p.add_argument("--language", default="en", choices=["en", "zh"],
+                   help="en: bundled tiny.en on English speech; zh: bundled base on Mandarin (CER)")
+    p.add_argument("--quick", action="store_true", help="a short run that shows the pipeline (CI)")
+    p.add_argument("--output_dir", default="demo_output", help="where data, adapter and report go")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=float, default=None, help="training epochs (default: the recipe's)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    run_demo(DemoOptions(language=args.language, quick=args.quick, output_dir=args.output_dir, seed=args.seed,
+                         epochs=args.epochs))
+    return 0
