@@ -1,0 +1,190 @@
+"""Training throughput: whisper-lora's trainer (defaults) against a plain reference recipe.
+
+    python benchmarks/train_speed.py [--samples 192] [--batch 8]
+
+Both train bundled:tiny.en on the same espeak-ng clips, the same number of samples, one after the
+other in fresh processes (so each peak RSS is its own). The reference is written here the way the
+Hugging Face fine-tuning blog and the peft Whisper example do it: WhisperFeatureExtractor features
+computed per example up front, a padding collator, peft LoRA on q_proj/v_proj, Seq2SeqTrainer, fp32.
+Printed per variant: audio-seconds trained per wall-second, seconds per step, peak RSS, model FLOPs
+per step and MFU against this machine's measured fp32 and bf16 matmul peak, and WER on held-out
+sentences after training (so speed is not bought with accuracy). Then the ratio ours / reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import dataset, emit, matmul_peak, parse_result, peak_rss_mb  # noqa: E402
+
+BASE = "bundled:tiny.en"
+
+
+def step_flops(model, batch) -> float:
+    """FLOPs of one forward + backward on `batch`, counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        loss = model(**batch).loss
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def audio_seconds(rows) -> float:
+    from whisper_lora.audio import audio_duration
+
+    return sum(audio_duration(r.audio_path) for r in rows)
+
+
+def run_reference(data, out: Path, samples: int, batch: int) -> dict:
+    """The blog recipe, plainly."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+    from whisper_lora import load_model
+    from whisper_lora.audio import load_audio
+    from whisper_lora.manifest import read_manifest
+
+    model, processor = load_model(BASE)
+    rows = read_manifest(data.train)
+    rows = (rows * (samples // len(rows) + 1))[:samples]
+
+    def prepare(row):
+        audio = load_audio(row.audio_path)
+        feats = processor.feature_extractor(audio, sampling_rate=16000).input_features[0]
+        return {"input_features": feats, "labels": processor.tokenizer(row.text).input_ids}
+
+    start = time.perf_counter()
+    train_set = [prepare(r) for r in rows]
+
+    def collate(features):
+        inputs = processor.feature_extractor.pad([{"input_features": f["input_features"]} for f in features],
+                                                 return_tensors="pt")
+        labels = processor.tokenizer.pad([{"input_ids": f["labels"]} for f in features], return_tensors="pt")
+        ids = labels["input_ids"].masked_fill(labels.attention_mask.ne(1), -100)
+        if (ids[:, 0] == model.config.decoder_start_token_id).all():
+            ids = ids[:, 1:]  # the model prepends it again when shifting labels right
+        inputs["labels"] = ids
+        return inputs
+
+    model.config.forced_decoder_ids = None
+    model = get_peft_model(model, LoraConfig(r=32, lora_alpha=64, target_modules=["q_proj", "v_proj"],
+                                             lora_dropout=0.05, bias="none"))
+    steps = samples // batch
+    args = Seq2SeqTrainingArguments(
+        output_dir=str(out), per_device_train_batch_size=batch, learning_rate=1e-3, warmup_steps=max(1, steps // 10),
+        max_steps=steps, logging_steps=max(1, steps // 4), save_strategy="no", report_to=[],
+        remove_unused_columns=False, label_names=["labels"], dataloader_num_workers=0, seed=42)
+    trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=train_set, data_collator=collate)
+    flops = step_flops(model, collate(train_set[:batch]))
+    trainer.train()
+    wall = time.perf_counter() - start
+    model.save_pretrained(out)
+    return {"wall": wall, "steps": steps, "audio_seconds": audio_seconds(rows), "flops_per_step": flops}
+
+
+def run_ours(data, out: Path, samples: int, batch: int) -> dict:
+    from whisper_lora.manifest import read_manifest
+    from whisper_lora.train import train
+    from whisper_lora.train_options import TrainOptions
+
+    rows = read_manifest(data.train)
+    rows = (rows * (samples // len(rows) + 1))[:samples]
+    steps = samples // batch
+    start = time.perf_counter()
+    result = train(TrainOptions(model_name_or_path=BASE, train_file=str(data.train), output_dir=str(out),
+                                max_steps=steps, per_device_train_batch_size=batch, logging_steps=max(1, steps // 4),
+                                save_steps=10 ** 6, overwrite_output_dir=True))
+    wall = time.perf_counter() - start
+    flops = _our_step_flops(out, rows[:batch])
+    return {"wall": wall, "steps": result.global_step, "audio_seconds": audio_seconds(rows),
+            "flops_per_step": flops}
+
+
+def _our_step_flops(out: Path, rows) -> float:
+    """FLOPs of one step of the trained adapter on a batch built as the reference builds it
+    (same shapes: 30 s features, the labels' token counts)."""
+    import torch
+
+    from whisper_lora import load_model
+    from whisper_lora.audio import load_audio
+
+    model, processor = load_model(str(out))
+    feats = processor.feature_extractor([load_audio(r.audio_path) for r in rows], sampling_rate=16000,
+                                        return_tensors="pt").input_features
+    labels = processor.tokenizer([r.text for r in rows], padding=True, return_tensors="pt").input_ids
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for n, p in model.named_parameters():
+        if "lora_" in n:
+            p.requires_grad_(True)
+    return step_flops(model, {"input_features": feats, "labels": labels[:, 1:]})
+
+
+def held_out_wer(adapter: Path, manifest: Path) -> float:
+    from whisper_lora.evaluate import EvaluateOptions, evaluate
+
+    result = evaluate(EvaluateOptions(models=(str(adapter),), data=str(manifest), language="en")).results[0]
+    return next(iter(result.by_language.values())).wer
+
+
+def child(variant: str, samples: int, batch: int) -> None:
+    data = dataset()
+    out = Path(tempfile.mkdtemp(prefix=f"train-speed-{variant}-"))
+    record = (run_ours if variant == "ours" else run_reference)(data, out, samples, batch)
+    record["peak_rss_mb"] = peak_rss_mb()
+    record["wer_after"] = held_out_wer(out, data.test)
+    record["variant"] = variant
+    emit(record)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--samples", type=int, default=192, help="training clips seen by each variant")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(args.child, args.samples, args.batch)
+        return 0
+
+    data = dataset()  # build (or reuse) before timing anything
+    peaks = {name: matmul_peak(name) for name in ("fp32", "bf16")}
+    print(f"matmul peak (2048^3): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    base_wer = None
+    results = {}
+    for variant in ("reference", "ours"):
+        proc = subprocess.run([sys.executable, __file__, "--child", variant, "--samples", str(args.samples),
+                               "--batch", str(args.batch)], capture_output=True, text=True,
+                              env={**os.environ, "TQDM_DISABLE": "1"})
+        if proc.returncode != 0:
+            print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
+            return proc.returncode
+        results[variant] = r = parse_result(proc.stdout)
+        step = r["wall"] / r["steps"]
+        mfu32 = r["flops_per_step"] / step / (peaks["fp32"] * 1e9)
+        mfu16 = r["flops_per_step"] / step / (peaks["bf16"] * 1e9)
+        print(f"{variant:>9}: {r['audio_seconds'] / r['wall']:6.2f} audio-s/s  {step:6.2f} s/step  "
+              f"peak RSS {r['peak_rss_mb']:6.0f} MB  {r['flops_per_step'] / 1e12:6.2f} TFLOP/step  "
+              f"MFU {mfu32 * 100:5.1f}% of fp32 peak, {mfu16 * 100:5.1f}% of bf16 peak  "
+              f"held-out WER {r['wer_after'] * 100:5.1f}%")
+    ours, ref = results["ours"], results["reference"]
+    print(f"throughput ratio ours/reference: {ref['wall'] / ours['wall']:.2f}x "
+          f"({args.samples} samples, batch {args.batch}, {BASE})")
+    print(json.dumps({"peaks_gflops": peaks, "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

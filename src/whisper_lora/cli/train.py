@@ -1,0 +1,127 @@
+"""`whisper-lora train` and whisper_lora_finetune.py: the original README's training flags and more.
+
+Both parse the same flags (add_arguments) into TrainOptions and call whisper_lora.train.train."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..train_options import DEFAULT_LORA_MODULES, DEFAULT_TIMESTAMP_SHARE, LORA_MODULES, TrainOptions
+
+DESCRIPTION = ("Fine-tune Whisper with LoRA adapters on a JSON/JSONL manifest of audio files and transcripts. "
+               "Writes the adapter, processor, configs, metrics and TensorBoard logs to --output_dir.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = TrainOptions.__dataclass_fields__  # defaults come from the dataclass: one source of truth
+
+    def default(name):
+        return d[name].default
+
+    g = p.add_argument_group("model")
+    g.add_argument("--model_name_or_path", required=True,
+                   help="base model: hub id (openai/whisper-small), local HF folder, faster-whisper folder, "
+                        "openai .pt file, or bundled:tiny.en / bundled:base (offline)")
+    g.add_argument("--cache_dir", help="where hub downloads and converted models are kept")
+
+    g = p.add_argument_group("data")
+    g.add_argument("--train_file", required=True, help="training manifest (.json list or .jsonl): audio_path, text")
+    g.add_argument("--validation_file", help="validation manifest: loss and WER/CER every --eval_steps")
+    g.add_argument("--max_train_samples", type=int, help="use at most this many training rows")
+    g.add_argument("--max_eval_samples", type=int, help="use at most this many validation rows")
+    g.add_argument("--language", help="language of the speech (en, zh, ...); a row's own 'language' wins")
+    g.add_argument("--task", default=default("task"), choices=("transcribe", "translate"),
+                   help="transcribe, or translate into English (default: %(default)s)")
+    g.add_argument("--timestamps", action="store_true",
+                   help="train every target with timestamp tokens (a row's segments, else one over its speech)")
+    g.add_argument("--timestamp_share", type=float,
+                   help=f"share of targets with timestamp tokens (default: 1 with --timestamps, else "
+                        f"{DEFAULT_TIMESTAMP_SHARE}, which keeps the model's timestamps working)")
+    g.add_argument("--max_duration_in_seconds", type=float, default=default("max_duration_in_seconds"),
+                   help="drop clips longer than this (default: %(default)g, Whisper's window)")
+    g.add_argument("--min_duration_in_seconds", type=float, default=default("min_duration_in_seconds"),
+                   help="drop clips shorter than this (default: %(default)g)")
+    g.add_argument("--max_label_length", type=int, default=default("max_label_length"),
+                   help="drop rows whose label is longer, in tokens (default: %(default)s, the decoder's limit)")
+    g.add_argument("--strict", action="store_true", help="fail on any bad row instead of dropping it")
+    g.add_argument("--num_workers", type=int,
+                   help="processes that decode audio while training (default: 0 on CPU, up to 4 with a GPU)")
+
+    g = p.add_argument_group("LoRA")
+    g.add_argument("--lora_r", type=int, default=default("lora_r"),
+                   help="adapter rank, 4-64; larger means more parameters (default: %(default)s)")
+    g.add_argument("--lora_alpha", type=int, default=default("lora_alpha"),
+                   help="adapter scale numerator, usually 2-4x the rank (default: %(default)s)")
+    g.add_argument("--lora_dropout", type=float, default=default("lora_dropout"),
+                   help="dropout on the adapters, 0.05-0.1 (default: %(default)s)")
+    g.add_argument("--lora_target_modules", nargs="+", default=list(DEFAULT_LORA_MODULES), metavar="MODULE",
+                   help=f"layers that get adapters, in encoder and decoder; any of {' '.join(LORA_MODULES)} "
+                        "(default: %(default)s)")
+    g.add_argument("--freeze_encoder", action="store_true",
+                   help="adapters in the decoder only (faster; learns words and style, not a new voice)")
+
+    g = p.add_argument_group("training")
+    g.add_argument("--output_dir", required=True, help="where the adapter, logs and checkpoints go")
+    g.add_argument("--overwrite_output_dir", action="store_true",
+                   help="start over in an --output_dir that holds checkpoints of an earlier run")
+    g.add_argument("--num_train_epochs", type=float, default=default("num_train_epochs"),
+                   help="passes over the training set (default: %(default)g)")
+    g.add_argument("--max_steps", type=int, default=default("max_steps"),
+                   help="optimizer steps; overrides --num_train_epochs when positive")
+    g.add_argument("--per_device_train_batch_size", type=int, default=default("per_device_train_batch_size"),
+                   help="clips per step on each device (default: %(default)s)")
+    g.add_argument("--per_device_eval_batch_size", type=int, help="clips per validation batch (default: as training)")
+    g.add_argument("--gradient_accumulation_steps", type=int, default=default("gradient_accumulation_steps"),
+                   help="batches summed into one optimizer step (default: %(default)s)")
+    g.add_argument("--learning_rate", type=float, default=default("learning_rate"),
+                   help="peak learning rate (default: %(default)g)")
+    g.add_argument("--weight_decay", type=float, default=default("weight_decay"), help="AdamW weight decay")
+    g.add_argument("--warmup_steps", type=float, default=default("warmup_steps"),
+                   help="linear warm-up: steps, or a fraction of all steps when below 1 (default: %(default)g)")
+    g.add_argument("--lr_scheduler_type", default=default("lr_scheduler_type"),
+                   help="learning rate schedule after warm-up (default: %(default)s)")
+    g.add_argument("--max_grad_norm", type=float, default=default("max_grad_norm"), help="gradient clipping")
+    g.add_argument("--fp16", action="store_true", help="float16 mixed precision (CUDA GPUs; on a CPU: fp32)")
+    g.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (Ampere+ GPUs, CPUs with bf16)")
+    g.add_argument("--gradient_checkpointing", action="store_true",
+                   help="recompute activations during backward: less memory, slower")
+    g.add_argument("--seed", type=int, default=default("seed"), help="random seed (default: %(default)s)")
+    g.add_argument("--resume_from_checkpoint", metavar="PATH|latest",
+                   help="continue from a checkpoint-N folder, or the newest complete one in --output_dir")
+
+    g = p.add_argument_group("logging, evaluation, checkpoints")
+    g.add_argument("--logging_steps", type=int, default=default("logging_steps"),
+                   help="log loss every N steps (default: %(default)s)")
+    g.add_argument("--eval_steps", type=int, help="evaluate every N steps (default: --save_steps)")
+    g.add_argument("--save_steps", type=int, default=default("save_steps"),
+                   help="save a checkpoint every N steps (default: %(default)s)")
+    g.add_argument("--save_total_limit", type=int, default=default("save_total_limit"),
+                   help="checkpoints kept (default: %(default)s; the best is always kept)")
+    g.add_argument("--generation_max_length", type=int, default=default("generation_max_length"),
+                   help="most tokens generated per validation clip (default: %(default)s)")
+    g.add_argument("--generation_num_beams", type=int, default=default("generation_num_beams"),
+                   help="beams for validation transcripts (default: %(default)s, greedy)")
+    g.add_argument("--use_wandb", action="store_true", help="log to Weights & Biases too")
+    g.add_argument("--wandb_project", default=default("wandb_project"), help="W&B project (default: %(default)s)")
+    g.add_argument("--run_name", help="run name in W&B and TensorBoard")
+
+
+def options_from_args(args: argparse.Namespace) -> TrainOptions:
+    """TrainOptions from parsed flags; raises OptionsError on a bad value."""
+    names = TrainOptions.__dataclass_fields__
+    values = {k: v for k, v in vars(args).items() if k in names}
+    values["lora_target_modules"] = tuple(m for item in args.lora_target_modules for m in item.split(",") if m)
+    return TrainOptions(**values)
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("train", help="fine-tune Whisper with LoRA", description=DESCRIPTION)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..train import train
+
+    train(options_from_args(args))
+    return 0

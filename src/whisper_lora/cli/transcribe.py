@@ -1,0 +1,93 @@
+"""`whisper-lora transcribe`: the same command as whisper_lora_inference.py, plus positional files.
+
+    whisper-lora transcribe --model bundled:tiny.en speech.wav
+    whisper-lora transcribe --model ./output --audio_list list.txt --output_file results.json --language zh
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..transcribe_options import BACKENDS, DEVICES, TASKS
+from ..writers import FORMATS
+
+
+def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
+    """The original README's inference flags; extended adds the whisper-lora extras
+    (positional files, --model alias, --fp32, --cache_dir, --compute_type, --pack, --quiet)."""
+    names = ["--model_path", "--model"] if extended else ["--model_path"]
+    p.add_argument(*names, dest="model_path", required=True, metavar="SPEC",
+                   help="a training output folder (base model + LoRA adapter), a merged or Hugging Face model "
+                        "folder, a CTranslate2 folder, an openai .pt file, a hub id, or bundled:tiny.en / bundled:base")
+    if extended:
+        p.add_argument("files", nargs="*", metavar="FILE", help="audio files to transcribe")
+    p.add_argument("--audio_path", action="append", metavar="FILE",
+                   help="an audio file to transcribe (WAV, MP3, M4A, FLAC, ...); may be repeated")
+    p.add_argument("--audio_list", metavar="TXT",
+                   help="a text file with one audio path per line (relative to the list's folder; "
+                        "blank and # lines skipped)")
+    p.add_argument("--output_file", metavar="PATH",
+                   help="write results here, in the format of its extension: .json .txt .tsv .srt .vtt "
+                        "(srt/vtt with several inputs: one file per input in a folder named after PATH); "
+                        "without it, transcripts are printed")
+    p.add_argument("--output_format", choices=FORMATS, help="format of --output_file, whatever its extension")
+    p.add_argument("--language", help="language spoken (zh, en, ja, ...); omitted: detected per file and reported")
+    p.add_argument("--task", choices=TASKS, default="transcribe",
+                   help="transcribe, or translate into English (multilingual models)")
+    p.add_argument("--return_timestamps", action="store_true", help="segment start and end times")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto picks cuda, then mps, then cpu")
+    p.add_argument("--batch_size", type=int, default=8, help="short files decoded together (default: %(default)s)")
+    p.add_argument("--beam_size", type=int, default=1, help="1 = greedy decoding (default); more = beam search")
+    p.add_argument("--merge", action="store_true", help="merge the LoRA adapter into the model first (faster)")
+    prec = p.add_mutually_exclusive_group()
+    prec.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="bfloat16 arithmetic")
+    prec.add_argument("--fp16", dest="precision", action="store_const", const="fp16",
+                      help="float16 arithmetic (GPU; on CPU it falls back to the default with a warning)")
+    if extended:
+        prec.add_argument("--fp32", dest="precision", action="store_const", const="fp32", help="float32 arithmetic")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="hf (transformers) or ct2 (faster-whisper on a CTranslate2 folder); auto: ct2 for a "
+                        "CTranslate2 folder, else hf")
+    if extended:
+        p.add_argument("--cache_dir", help="where hub downloads and converted models are cached")
+        p.add_argument("--compute_type", help="CTranslate2 compute type for --backend ct2 (int8, float32, ...)")
+        p.add_argument("--pack", action="store_true",
+                       help="pack several short files into each 30-second window (language known: given or an "
+                            "English-only model): several times faster on CPU; files in doubt are decoded alone")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(precision="auto")
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "transcribe", help="transcribe audio files with any model, adapter or export",
+        description="Transcribe audio files; results in input order, one error entry per unreadable file, "
+                    "exit status 1 when any file failed.")
+    add_arguments(p, extended=True)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..transcribe import TranscribeOptions, read_audio_list, transcribe
+
+    _quiet_transformers()
+    options = TranscribeOptions(
+        language=args.language, task=args.task, return_timestamps=args.return_timestamps, batch_size=args.batch_size,
+        beam_size=args.beam_size, device=args.device, precision=args.precision, merge=args.merge,
+        backend=args.backend, pack=getattr(args, "pack", False), cache_dir=getattr(args, "cache_dir", None),
+        compute_type=getattr(args, "compute_type", None))
+    paths = list(getattr(args, "files", None) or []) + list(args.audio_path or [])
+    if args.audio_list:
+        paths += read_audio_list(args.audio_list)
+    summary = transcribe(args.model_path, paths, options, output_file=args.output_file,
+                         output_format=args.output_format, progress=not getattr(args, "quiet", False))
+    print(summary.describe(), file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def _quiet_transformers() -> None:
+    # transformers warns on every batched generate about options this package sets on purpose.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()

@@ -1,0 +1,207 @@
+"""The CTranslate2 backend: decode with faster-whisper on a CTranslate2 model folder (model.bin,
+config.json, tokenizer.json), such as `whisper-lora export` writes or faster-whisper uses.
+
+Short audio (<= 30 s) is decoded in batches across files: one CTranslate2 `generate` call per
+batch, with the <|nospeech|> probability and scores it returns used the way openai-whisper uses
+them; a file whose text loops or is unreliable is decoded again with faster-whisper's own
+temperature fallback. Long audio goes through faster-whisper's BatchedInferencePipeline: Silero
+VAD cuts it at pauses into pieces of at most 30 s, decoded in batches, so silence is skipped and
+nothing is cut mid-word.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .errors import ModelLoadError, OptionsError
+from .guards import compression_ratio, is_silence
+from .results import Decoded, Segment, split_timestamped
+from .transcribe_options import TranscribeOptions
+
+log = logging.getLogger(__name__)
+
+# Files faster-whisper reads from a model folder besides model.bin.
+CT2_FILES = ("config.json", "tokenizer.json", "preprocessor_config.json", "vocabulary.txt", "vocabulary.json")
+
+# CTranslate2 compute type for each precision (see TranscribeOptions.precision).
+COMPUTE_TYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def ct2_folder(spec: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """A CTranslate2 Whisper folder for spec: the folder itself, or a bundled model's."""
+    if spec.startswith("bundled:"):
+        return _bundled_ct2_folder(spec.split(":", 1)[1], cache_dir)
+    path = Path(spec).expanduser()
+    if not (path / "model.bin").is_file():
+        raise OptionsError(f"--backend ct2: {spec} is not a CTranslate2 model folder (no model.bin); "
+                           "export one with `whisper-lora export`, or use --backend hf")
+    if not (path / "tokenizer.json").is_file():
+        raise ModelLoadError(f"{path}: tokenizer.json is missing; faster-whisper would fetch one from the "
+                             "hub. Copy the tokenizer.json of the model it was converted from into the folder")
+    return path
+
+
+def _bundled_ct2_folder(name: str, cache_dir) -> Path:
+    """Bundled models ship model.bin whole (tiny.en) or in parts (base): join the parts once, cached."""
+    from .bundled import BUNDLED, locate
+    from .models import default_cache_dir
+
+    folder, data = locate(name)  # checks the sha256
+    if len(BUNDLED[name].parts) == 1:
+        return folder
+    cache = Path(cache_dir) / "whisper-lora" if cache_dir else default_cache_dir()
+    target = cache / "ct2" / f"{name}-{hashlib.sha256(data).hexdigest()[:20]}"
+    if (target / "model.bin").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        (tmp / "model.bin").write_bytes(data)
+        for name_ in CT2_FILES:
+            if (folder / name_).is_file():
+                shutil.copy2(folder / name_, tmp / name_)
+        os.replace(tmp, target)
+    except OSError:
+        if not (target / "model.bin").is_file():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _cpu_threads() -> int:
+    """The same thread count as torch uses (physical cores, or OMP_NUM_THREADS): faster-whisper's
+    own default is a fixed 4, which oversubscribes a 2-core machine."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+class CT2Backend:
+    """Decodes 16 kHz float32 arrays with faster-whisper; see the module docstring."""
+
+    name = "ct2"
+
+    def __init__(self, folder: str | os.PathLike, options: TranscribeOptions, model_name: str = "model"):
+        try:
+            from faster_whisper import BatchedInferencePipeline, WhisperModel
+        except ImportError as exc:
+            raise ModelLoadError("--backend ct2 needs faster-whisper: pip install 'whisper-lora[ct2]'") from exc
+        from .models import pick_device
+
+        device = pick_device(options.device)
+        if device not in ("cpu",) and not device.startswith("cuda"):
+            raise OptionsError(f"--backend ct2 runs on cpu or cuda, not {device}; use --backend hf")
+        precision = options.resolved_precision(device)
+        compute_type = options.compute_type or COMPUTE_TYPES[precision]
+        self.model = WhisperModel(str(folder), device="cuda" if device.startswith("cuda") else "cpu",
+                                  compute_type=compute_type, cpu_threads=_cpu_threads() if device == "cpu" else 0)
+        self.pipeline = BatchedInferencePipeline(self.model)
+        self.multilingual = bool(self.model.model.is_multilingual)
+        self.options = options.check_for_model(self.multilingual, model_name)
+        self._tokenizers = {}
+
+    @property
+    def files_per_call(self) -> int:
+        """How many short files decode_short gets at once: one batch."""
+        return self.options.batch_size
+
+    def _tokenizer(self, language: str):
+        from faster_whisper.tokenizer import Tokenizer
+
+        if language not in self._tokenizers:
+            self._tokenizers[language] = Tokenizer(self.model.hf_tokenizer, self.multilingual,
+                                                   task=self.options.task, language=language)
+        return self._tokenizers[language]
+
+    def _features(self, audios: list[np.ndarray]) -> np.ndarray:
+        from faster_whisper.audio import pad_or_trim
+
+        # faster-whisper's extractor gives one frame more than Whisper's; drop it, as its batched pipeline does.
+        return np.stack([pad_or_trim(self.model.feature_extractor(a)[..., :-1]) for a in audios])
+
+    def decode_short(self, audios: list[np.ndarray]) -> list[Decoded]:
+        """Audio of at most 30 s each, decoded as one batch."""
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        opts = self.options
+        durations = [len(a) / SAMPLE_RATE for a in audios]
+        encoded = self.model.encode(self._features(audios))
+        if opts.language is None and self.multilingual:
+            langs = [(tok_probs[0][0][2:-2], float(tok_probs[0][1]))
+                     for tok_probs in self.model.model.detect_language(encoded)]
+        else:
+            langs = [(opts.language or "en", None)] * len(audios)
+        prompts = [self.model.get_prompt(self._tokenizer(code), [], without_timestamps=not opts.return_timestamps)
+                   for code, _ in langs]
+        tokenizer = self._tokenizer(langs[0][0])
+        results = self.model.model.generate(
+            encoded, prompts, beam_size=opts.beam_size, max_length=self.model.max_length,
+            return_scores=True, return_no_speech_prob=True, suppress_blank=True,
+            suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])))
+        decoded, retry = [], []
+        for i, (result, (code, prob)) in enumerate(zip(results, langs)):
+            tokens = result.sequences_ids[0]
+            # faster-whisper's mean log-probability: the score covers the tokens plus the end token.
+            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+            segments = split_timestamped(tokens, tokenizer.timestamp_begin, tokenizer.eot,
+                                         tokenizer.decode, durations[i])
+            if not opts.return_timestamps and segments:
+                segments = [Segment(0.0, durations[i], " ".join(s.text for s in segments))]
+            decoded.append(Decoded(segments, code, prob))
+            text = " ".join(s.text for s in segments)
+            unreliable = opts.logprob_threshold is not None and avg_logprob < opts.logprob_threshold
+            if is_silence(result.no_speech_prob, avg_logprob, opts):
+                decoded[-1].segments = []  # whatever was decoded over silence is invented
+                continue
+            looping = (opts.compression_ratio_threshold is not None
+                       and compression_ratio(text) > opts.compression_ratio_threshold)
+            if (looping or unreliable) and len(opts.temperatures) > 1:
+                retry.append(i)
+        for i in retry:
+            decoded[i] = self._sequential(audios[i], decoded[i].language, decoded[i].language_probability)
+        return decoded
+
+    def _sequential(self, audio: np.ndarray, language: str, probability: float | None) -> Decoded:
+        """faster-whisper's WhisperModel.transcribe: openai-whisper's algorithm, fallback included."""
+        opts = self.options
+        segments, _ = self.model.transcribe(
+            audio, language=language, task=opts.task, beam_size=opts.beam_size, best_of=1,
+            temperature=list(opts.temperatures), compression_ratio_threshold=opts.compression_ratio_threshold,
+            log_prob_threshold=opts.logprob_threshold, no_speech_threshold=opts.no_speech_threshold,
+            condition_on_previous_text=opts.condition_on_previous_text,
+            without_timestamps=not opts.return_timestamps, vad_filter=False)
+        return Decoded(_segments(segments, len(audio) / SAMPLE_RATE), language, probability)
+
+    def decode_long(self, audios: list[np.ndarray]) -> list[Decoded]:
+        """Audio over 30 s: VAD pieces decoded in batches by faster-whisper's batched pipeline."""
+        opts = self.options
+        out = []
+        for audio in audios:
+            segments, info = self.pipeline.transcribe(
+                audio, language=opts.language, task=opts.task, beam_size=opts.beam_size,
+                batch_size=opts.batch_size, without_timestamps=not opts.return_timestamps,
+                temperature=list(opts.temperatures), compression_ratio_threshold=opts.compression_ratio_threshold,
+                log_prob_threshold=opts.logprob_threshold, no_speech_threshold=opts.no_speech_threshold)
+            segments = _segments(segments, len(audio) / SAMPLE_RATE)
+            detected = opts.language is None and self.multilingual
+            out.append(Decoded(segments, info.language, float(info.language_probability) if detected else None))
+        return out
+
+
+def _segments(fw_segments, duration: float) -> list[Segment]:
+    out = []
+    for s in fw_segments:
+        text = s.text.strip()
+        if text:
+            start = min(float(s.start), duration)
+            out.append(Segment(start, max(start, min(float(s.end), duration)), text))
+    return out

@@ -1,0 +1,360 @@
+"""The transformers backend: decode audio arrays with a WhisperForConditionalGeneration (plain,
+peft LoRA or merged).
+
+Short audio (<= 30 s) is decoded in batches the way openai-whisper decodes one window:
+  1. the encoder runs once per file;
+  2. one decoder step on <|startoftranscript|> gives both the language distribution (for
+     detection, with its probability) and the <|nospeech|> probability;
+  3. greedy or beam decoding reuses the encoder output;
+  4. a file whose text is a repetition loop (gzip compression ratio too high) or unreliable
+     (mean log-probability too low) is decoded again at rising temperatures, unless it is
+     silence (high <|nospeech|> probability and low log-probability), which gives no text.
+transformers' own `generate` fallback would run the encoder a second time for its no-speech
+check, which on a CPU costs as much as the decoding; here it only serves the rare retries.
+
+Long audio (> 30 s) goes through transformers' sequential long-form `generate`: 30-second windows
+that advance to the last complete timestamped segment (so no words are cut or repeated at window
+borders), the previous window's text as a prompt, temperature fallback and no-speech detection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import numpy as np
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+from transformers.modeling_outputs import BaseModelOutput
+
+from .audio import N_SAMPLES, SAMPLE_RATE
+from . import packing
+from .guards import compression_ratio, is_silence
+from .models import pick_device
+from .results import Decoded, Segment, split_timestamped
+from .transcribe_options import TranscribeOptions
+
+log = logging.getLogger(__name__)
+
+PACK_FACTOR = 6  # with packing, decode_short gets this many batches of files: ~one batch of windows
+
+
+class _Suppress(LogitsProcessor):
+    """Whisper's suppressed tokens (at every step, or only at the first step: begin_index).
+
+    Replaces transformers' SuppressTokens / SuppressTokensAtBegin processors, which rebuild the
+    mask with torch.isin over the whole vocabulary at every step: measured here, that cost as
+    much as a decoder step of tiny.en. The mask is built once."""
+
+    def __init__(self, tokens, vocab_size: int, begin_index: int | None = None):
+        self.mask = torch.zeros(vocab_size, dtype=torch.bool)
+        self.mask[[t for t in tokens if 0 <= t < vocab_size]] = True
+        self.begin_index = begin_index
+
+    def set_begin_index(self, begin_index: int) -> None:  # called by Whisper's long-form loop
+        if self.begin_index is not None:
+            self.begin_index = begin_index
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.begin_index is not None and input_ids.shape[-1] != self.begin_index:
+            return scores
+        if self.mask.device != scores.device:
+            self.mask = self.mask.to(scores.device)
+        return scores.masked_fill(self.mask[: scores.shape[-1]], float("-inf"))
+
+
+class _TokenLogprobs(LogitsProcessor):
+    """Sums the log-probability of each chosen token during greedy decoding, without keeping
+    the per-step scores (batch x steps x 51k floats) that output_scores would hold.
+
+    At step t it scores the token chosen at step t-1 (now the last input id) against the
+    log-softmax it saved at t-1; the token chosen at the final step is scored in `finish`."""
+
+    def __init__(self, eos_token_id: int, prompt_length: int):
+        self.eos = eos_token_id
+        self.prompt_length = prompt_length
+        self.prev: torch.Tensor | None = None
+        self.total: torch.Tensor | None = None
+        self.count: torch.Tensor | None = None
+        self.done: torch.Tensor | None = None
+
+    def _add(self, tokens: torch.Tensor) -> None:
+        live = ~self.done
+        picked = self.prev.gather(1, tokens[:, None]).squeeze(1)
+        self.total += torch.where(live, picked, torch.zeros_like(picked))
+        self.count += live.long()
+        self.done |= tokens == self.eos  # the end token itself counts, as in openai-whisper
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.total is None:
+            batch = input_ids.shape[0]
+            self.total = torch.zeros(batch, dtype=torch.float32, device=scores.device)
+            self.count = torch.zeros(batch, dtype=torch.long, device=scores.device)
+            self.done = torch.zeros(batch, dtype=torch.bool, device=scores.device)
+        elif input_ids.shape[1] > self.prompt_length:
+            self._add(input_ids[:, -1])
+        self.prev = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
+        """Mean log-probability per row; sequences are the full generated rows."""
+        if self.total is None:
+            return torch.zeros(sequences.shape[0])
+        if sequences.shape[1] > self.prompt_length and self.prev is not None:
+            self._add(sequences[:, -1].to(self.prev.device))
+        return (self.total / self.count.clamp(min=1)).cpu()
+
+
+class HFBackend:
+    """Decodes 16 kHz float32 arrays with a transformers Whisper model; see the module docstring."""
+
+    name = "hf"
+
+    def __init__(self, model, processor, options: TranscribeOptions, model_name: str = "model"):
+        self.device = pick_device(options.device)
+        self.precision = options.resolved_precision(self.device)
+        # A peft model's LoRA layers live inside the base model's modules, so the base model's own
+        # Whisper methods (generate, encoder) decode with the adapter applied.
+        whisper = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.whisper = whisper.to(self.device).eval()
+        if self.device != "cpu" and self.precision in ("fp16", "bf16"):
+            self.whisper.to(torch.float16 if self.precision == "fp16" else torch.bfloat16)
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.gen = whisper.generation_config
+        self.multilingual = bool(getattr(self.gen, "is_multilingual", False)
+                                 and getattr(self.gen, "lang_to_id", None))
+        self.options = options.check_for_model(self.multilingual, model_name)
+        self.timestamp_begin = self.gen.no_timestamps_token_id + 1
+        self.no_speech_token = self.gen.no_timestamps_token_id - 1  # <|nospeech|> / <|nocaptions|>
+        self.eos = self.gen.eos_token_id
+        if self.multilingual:
+            self.lang_ids = torch.tensor(list(self.gen.lang_to_id.values()))
+            self.lang_codes = [tok[2:-2] for tok in self.gen.lang_to_id]
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    def _processors(self, prompt_length: int, extra=()) -> LogitsProcessorList:
+        """Suppression processors with prebuilt masks (see _Suppress), then `extra`.
+
+        generate() is called with suppress_tokens=None and begin_suppress_tokens=None so that
+        transformers does not add its own per-step-isin versions as well."""
+        vocab = self.whisper.config.vocab_size
+        procs = []
+        if self.gen.suppress_tokens:
+            procs.append(_Suppress(self.gen.suppress_tokens, vocab))
+        if self.gen.begin_suppress_tokens:
+            procs.append(_Suppress(self.gen.begin_suppress_tokens, vocab, begin_index=prompt_length))
+        return LogitsProcessorList(procs + list(extra))
+
+    def _autocast(self):
+        if self.device == "cpu" and self.precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _features(self, audios: list[np.ndarray], long: bool = False):
+        fe = self.processor.feature_extractor
+        if long:
+            out = fe(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt", truncation=False,
+                     padding="longest", return_attention_mask=True)
+            mask = out.attention_mask.to(self.device)
+        else:
+            out = fe(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+            mask = None
+        return out.input_features.to(self.device, self.whisper.dtype), mask
+
+    def _language_kwargs(self, languages) -> dict:
+        # English-only models take neither language nor task: generate rejects them there.
+        if not self.multilingual:
+            return {}
+        return {"language": languages, "task": self.options.task}
+
+    def _first_step(self, encoder_hidden: torch.Tensor):
+        """One decoder step on <|startoftranscript|>: (language probs or None, no-speech probs)."""
+        batch = encoder_hidden.shape[0]
+        sot = torch.full((batch, 1), self.gen.decoder_start_token_id, device=self.device)
+        logits = self.whisper(encoder_outputs=(encoder_hidden,), decoder_input_ids=sot,
+                              use_cache=False).logits[:, 0].float()
+        no_speech = logits.softmax(-1)[:, self.no_speech_token].cpu()
+        lang_probs = logits[:, self.lang_ids.to(logits.device)].softmax(-1).cpu() if self.multilingual else None
+        return lang_probs, no_speech
+
+    def _settle_languages(self, lang_probs, batch: int):
+        """Per row: (code, probability or None)."""
+        if self.options.language is not None:
+            return [(self.options.language, None)] * batch
+        if lang_probs is None:
+            return [("en", None)] * batch
+        best = lang_probs.argmax(-1)
+        return [(self.lang_codes[int(i)], float(lang_probs[row, i])) for row, i in enumerate(best)]
+
+    def _text(self, tokens) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+
+    def _segments_from_generate(self, segs, duration: float) -> list[Segment]:
+        out = []
+        for seg in segs:
+            text = self._text(seg["tokens"])
+            if text:
+                start = min(float(seg["start"]), duration)
+                out.append(Segment(start, max(start, min(float(seg["end"]), duration)), text))
+        return out
+
+    # ---- short audio ---------------------------------------------------------------------------
+
+    @property
+    def packing(self) -> bool:
+        """Pack short clips into shared windows: asked for, and the language is known up front."""
+        return self.options.pack and self.options.language is not None
+
+    @property
+    def files_per_call(self) -> int:
+        """How many short files decode_short should get at once: a batch, or a batch of windows."""
+        return self.options.batch_size * (PACK_FACTOR if self.packing else 1)
+
+    @torch.inference_mode()
+    def decode_short(self, audios: list[np.ndarray]) -> list[Decoded]:
+        """Audio of at most 30 s each (any number of files; batched by batch_size)."""
+        if self.packing and len(audios) > 1:
+            return self._decode_packed(audios)
+        out = []
+        for start in range(0, len(audios), self.options.batch_size):
+            out += self._decode_batch(audios[start:start + self.options.batch_size])[0]
+        return out
+
+    def _decode_packed(self, audios: list[np.ndarray]) -> list[Decoded]:
+        """Short clips packed several to a window (see packing.py); doubtful clips decoded alone."""
+        size = self.options.batch_size
+        windows, alone = packing.plan([len(a) / SAMPLE_RATE for a in audios])
+        results: list[Decoded | None] = [None] * len(audios)
+        for start in range(0, len(windows), size):
+            batch = windows[start:start + size]
+            decoded, trouble = self._decode_batch([packing.window_audio(w, audios) for w in batch],
+                                                  timestamps=True, retry=False)
+            for w, dec, bad in zip(batch, decoded, trouble):
+                given, doubt = packing.split(w, dec.segments)
+                if bad:
+                    doubt = set(w.clips)
+                alone += sorted(doubt)
+                for i, segs in given.items():
+                    if i not in doubt:
+                        results[i] = Decoded(self._clip_segments(segs, len(audios[i])), dec.language, None)
+        if alone:
+            log.debug("packing: %d of %d clips decoded alone", len(alone), len(audios))
+        alone.sort()
+        for start in range(0, len(alone), size):
+            idx = alone[start:start + size]
+            for i, dec in zip(idx, self._decode_batch([audios[i] for i in idx])[0]):
+                results[i] = dec
+        return results
+
+    def _clip_segments(self, segments: list[Segment], samples: int) -> list[Segment]:
+        if self.options.return_timestamps or not segments:
+            return segments
+        return [Segment(0.0, samples / SAMPLE_RATE, " ".join(s.text for s in segments))]
+
+    def _decode_batch(self, audios: list[np.ndarray], timestamps: bool | None = None, retry: bool = True):
+        """One batch: (Decoded per audio, trouble per audio).
+
+        trouble: the text failed the guards (loop / unreliable) or the decoding hit the length
+        limit. With retry, such audio is decoded again with temperature fallback here and
+        trouble is all False; without, the caller decides."""
+        opts = self.options
+        durations = [len(a) / SAMPLE_RATE for a in audios]
+        features, _ = self._features(audios)
+        with self._autocast():
+            encoder_hidden = self.whisper.model.encoder(features).last_hidden_state
+            lang_probs, no_speech = self._first_step(encoder_hidden)
+            langs = self._settle_languages(lang_probs, len(audios))
+            timestamps = opts.return_timestamps if timestamps is None else timestamps
+            prompt_length = 1 + (2 if self.multilingual else 0) + (0 if timestamps else 1)
+            logprobs = _TokenLogprobs(self.eos, prompt_length) if opts.beam_size == 1 else None
+            out = self.whisper.generate(
+                encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
+                return_timestamps=timestamps, num_beams=opts.beam_size, do_sample=False,
+                temperature=0.0, compression_ratio_threshold=None, logprob_threshold=None,
+                no_speech_threshold=None, force_unique_generate_call=True,
+                return_dict_in_generate=True, output_scores=opts.beam_size > 1,
+                suppress_tokens=None, begin_suppress_tokens=None,
+                logits_processor=self._processors(prompt_length, [logprobs] if logprobs else []),
+                **self._language_kwargs([code for code, _ in langs]))
+        sequences = out.sequences
+        if logprobs is not None:
+            avg_logprob = logprobs.finish(sequences)
+        else:
+            avg_logprob = out.sequences_scores.float().cpu()
+        results, failed = [], []
+        for i, (code, prob) in enumerate(langs):
+            generated = sequences[i, prompt_length:].tolist()
+            tokens = [t for t in generated if t != self.eos]
+            if timestamps:
+                segments = split_timestamped(tokens, self.timestamp_begin, self.eos, self.tokenizer.decode, durations[i])
+            else:
+                text = self._text(tokens)
+                segments = [Segment(0.0, durations[i], text)] if text else []
+            results.append(Decoded(segments, code, prob))
+            text = " ".join(s.text for s in segments)
+            lp = float(avg_logprob[i])
+            unreliable = opts.logprob_threshold is not None and lp < opts.logprob_threshold
+            if is_silence(float(no_speech[i]), lp, opts):
+                results[-1].segments = []  # whatever was decoded over silence is invented
+                continue
+            looping = (opts.compression_ratio_threshold is not None
+                       and compression_ratio(text) > opts.compression_ratio_threshold)
+            truncated = self.eos not in generated
+            if looping or unreliable or truncated:
+                failed.append(i)
+        trouble = [i in failed for i in range(len(audios))]
+        if not (retry and failed and len(opts.temperatures) > 1):
+            return results, trouble
+        log.debug("temperature fallback for %d of %d files", len(failed), len(audios))
+        redone = self._generate_with_fallback([audios[i] for i in failed], [langs[i][0] for i in failed],
+                                              temperatures=opts.temperatures[1:], long=False)
+        for i, segs in zip(failed, redone):
+            results[i].segments = self._segments_from_generate(segs, durations[i])
+        return results, [False] * len(audios)
+
+    def _generate_with_fallback(self, audios, languages, temperatures, long: bool):
+        """transformers' own decoding with temperature fallback and no-speech detection.
+
+        Returns, per audio, transformers' segment dicts (start, end, tokens)."""
+        opts = self.options
+        features, mask = self._features(audios, long=long)
+        timestamps = long or opts.return_timestamps
+        prompt_length = 1 + (2 if self.multilingual else 0) + (0 if timestamps else 1)
+        with self._autocast():
+            out = self.whisper.generate(
+                features, attention_mask=mask, return_timestamps=timestamps,
+                num_beams=opts.beam_size, temperature=temperatures,
+                compression_ratio_threshold=opts.compression_ratio_threshold,
+                logprob_threshold=opts.logprob_threshold, no_speech_threshold=opts.no_speech_threshold,
+                condition_on_prev_tokens=opts.condition_on_previous_text if long else False,
+                suppress_tokens=None, begin_suppress_tokens=None, logits_processor=self._processors(prompt_length),
+                return_segments=True, **self._language_kwargs(languages))
+        segments = out["segments"]
+        if not long:
+            # Without timestamps, the single segment of a short file spans the whole window.
+            return [[{**s, "start": 0.0, "end": len(a) / SAMPLE_RATE} for s in segs] if not opts.return_timestamps
+                    else segs for segs, a in zip(segments, audios)]
+        return segments
+
+    # ---- long audio ----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def decode_long(self, audios: list[np.ndarray]) -> list[Decoded]:
+        """Audio over 30 s, decoded whole by sequential 30-second windows (batched across files)."""
+        durations = [len(a) / SAMPLE_RATE for a in audios]
+        if self.options.language is None and self.multilingual:
+            # Detect on the first 30 s, as openai-whisper does, so the probability can be reported.
+            features, _ = self._features([a[:N_SAMPLES] for a in audios])
+            with self._autocast():
+                hidden = self.whisper.model.encoder(features).last_hidden_state
+                lang_probs, _ = self._first_step(hidden)
+            langs = self._settle_languages(lang_probs, len(audios))
+        else:
+            langs = self._settle_languages(None, len(audios))
+        segments = self._generate_with_fallback(audios, [code for code, _ in langs],
+                                                temperatures=self.options.temperatures, long=True)
+        return [Decoded(self._segments_from_generate(segs, d), code, prob)
+                for segs, d, (code, prob) in zip(segments, durations, langs)]

@@ -1,0 +1,90 @@
+"""Several short clips in one 30-second window: the encoder's cost is per window, not per clip.
+
+Whisper's encoder always reads 30 s (shorter audio is padded with silence), and on a CPU the
+encoder is most of the work: a 3-second clip costs as much as a 30-second one. Packing puts
+clips one after another, separated by silence, into a window, decodes the window once with
+timestamps, and hands each timed segment back to the clip it lies in.
+
+A clip is decoded again on its own when its share of the window is in doubt: a segment that
+spans two clips, a window whose decoding failed the guards or did not reach its end, or a clip
+that got no text (it may be silence, which only a window of its own can tell).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .results import Segment
+
+WINDOW_SECONDS = 30.0
+GAP_SECONDS = 1.5  # silence between clips: long enough for Whisper to end a segment there
+MAX_CLIP_SECONDS = 10.0  # longer clips gain little from sharing a window and decode alone
+STRADDLE_SECONDS = 0.3  # a segment overlapping two clips by more than this each is ambiguous
+
+
+@dataclass
+class Window:
+    clips: list[int]  # indices into the caller's list of clips, in window order
+    offsets: list[float] = field(default_factory=list)  # start of each clip in the window, seconds
+    durations: list[float] = field(default_factory=list)
+
+    @property
+    def end(self) -> float:
+        return self.offsets[-1] + self.durations[-1] if self.clips else 0.0
+
+
+def plan(durations: list[float], window: float = WINDOW_SECONDS, gap: float = GAP_SECONDS,
+         max_clip: float = MAX_CLIP_SECONDS) -> tuple[list[Window], list[int]]:
+    """First-fit decreasing: (windows of packed clips, indices of clips that decode alone).
+
+    A window holding a single clip is pointless, so such clips are returned as alone too."""
+    order = sorted((i for i, d in enumerate(durations) if d <= max_clip), key=lambda i: -durations[i])
+    alone = [i for i, d in enumerate(durations) if d > max_clip]
+    windows: list[Window] = []
+    for i in order:
+        for w in windows:
+            start = w.end + gap
+            if start + durations[i] <= window:
+                break
+        else:
+            w, start = Window([]), 0.0
+            windows.append(w)
+        w.clips.append(i)
+        w.offsets.append(start)
+        w.durations.append(durations[i])
+    alone += [w.clips[0] for w in windows if len(w.clips) == 1]
+    return [w for w in windows if len(w.clips) > 1], sorted(alone)
+
+
+def window_audio(w: Window, audios: list[np.ndarray]) -> np.ndarray:
+    out = np.zeros(int(round(w.end * SAMPLE_RATE)) + 1, dtype=np.float32)
+    for i, off in zip(w.clips, w.offsets):
+        start = int(round(off * SAMPLE_RATE))
+        out[start:start + len(audios[i])] = audios[i]
+    return out
+
+
+def split(w: Window, segments: list[Segment]) -> tuple[dict[int, list[Segment]], set[int]]:
+    """Hand the window's segments to its clips: ({clip: segments in clip time}, clips in doubt)."""
+    spans = [(off, off + dur) for off, dur in zip(w.offsets, w.durations)]
+    given: dict[int, list[Segment]] = {i: [] for i in w.clips}
+    doubt: set[int] = set()
+    for seg in segments:
+        overlaps = [max(0.0, min(seg.end, b) - max(seg.start, a)) for a, b in spans]
+        touched = [k for k, o in enumerate(overlaps) if o > STRADDLE_SECONDS]
+        if len(touched) > 1:
+            doubt.update(w.clips[k] for k in touched)
+            continue
+        if max(overlaps) > 0:
+            k = int(np.argmax(overlaps))
+        else:  # a segment in a gap (or a zero-length one): the clip whose span is nearest
+            mid = (seg.start + seg.end) / 2
+            k = int(np.argmin([min(abs(mid - a), abs(mid - b)) for a, b in spans]))
+        off, dur = w.offsets[k], w.durations[k]
+        start = min(max(seg.start - off, 0.0), dur)
+        given[w.clips[k]].append(Segment(start, min(max(seg.end - off, start), dur), seg.text))
+    doubt.update(i for i, segs in given.items() if not segs)
+    return given, doubt

@@ -1,0 +1,95 @@
+"""What transcription returns: one FileResult per input file, holding timed Segments.
+
+Both backends (transformers and CTranslate2) return these types, and every writer reads them,
+so the evaluate command and the benchmarks never see backend-specific objects."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float  # seconds from the start of the file
+    end: float  # seconds from the start of the file; end >= start
+    text: str  # the words spoken in [start, end], stripped of surrounding spaces
+
+
+@dataclass
+class FileResult:
+    path: str  # the input path as given (or "<array>" for transcribe_array)
+    text: str = ""  # the whole transcript: segment texts joined by spaces; "" when silent or failed
+    segments: list[Segment] = field(default_factory=list)  # in time order; [] when silent or failed
+    language: str | None = None  # language code used for decoding ("en", "zh"); None: failed, or silent
+                                 # with nothing to detect a language from
+    language_probability: float | None = None  # detection confidence; None when the language was given
+    duration: float | None = None  # seconds of audio; None when the file could not be read
+    error: str | None = None  # why this file failed (missing, undecodable); None on success
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict; times rounded to milliseconds."""
+        out = asdict(self)
+        out["segments"] = [{"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
+                           for s in self.segments]
+        if out["duration"] is not None:
+            out["duration"] = round(out["duration"], 3)
+        if out["language_probability"] is not None:
+            out["language_probability"] = round(out["language_probability"], 4)
+        else:
+            del out["language_probability"]  # only detected languages carry a probability
+        return out
+
+
+@dataclass
+class Decoded:
+    """What a backend returns for one audio array."""
+    segments: list[Segment]  # timed text, in order; [] for silence
+    language: str | None  # code used for decoding; None for silence on a model that detects it
+    language_probability: float | None  # set when the language was detected
+
+
+# Scripts written without spaces between words: segment texts in them are joined with no space.
+_NO_SPACE = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+
+
+def join_segments(segments: list[Segment]) -> str:
+    """The transcript of a file: segment texts joined by a space, except between CJK characters."""
+    text = ""
+    for seg in segments:
+        if not seg.text:
+            continue
+        if text and not (_NO_SPACE.match(text[-1]) and _NO_SPACE.match(seg.text[0])):
+            text += " "
+        text += seg.text
+    return text
+
+
+TIME_PRECISION = 0.02  # seconds per timestamp token: 30 s / 1500 encoder frames
+
+
+def split_timestamped(tokens: list[int], timestamp_begin: int, first_special: int, decode,
+                      duration: float) -> list[Segment]:
+    """Whisper output '<|t0|> text <|t1|><|t1|> text <|t2|>' -> Segments, times clamped to duration.
+
+    Ids >= timestamp_begin are timestamps; ids in [first_special, timestamp_begin) are other
+    special tokens (end of text, language, task) and are dropped; decode(ids) -> str. A text
+    after the last timestamp (the decoding stopped before closing it) ends at `duration`."""
+    segments: list[Segment] = []
+    start, text_ids = 0.0, []
+    for tok in tokens:
+        if tok >= timestamp_begin:
+            t = min((tok - timestamp_begin) * TIME_PRECISION, duration)
+            if text_ids:
+                segments.append(Segment(start, max(start, t), decode(text_ids).strip()))
+                text_ids = []
+            start = t
+        elif tok < first_special:
+            text_ids.append(tok)
+    if text_ids:
+        segments.append(Segment(start, max(start, duration), decode(text_ids).strip()))
+    return [s for s in segments if s.text]

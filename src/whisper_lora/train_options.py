@@ -1,0 +1,286 @@
+"""TrainOptions: every choice a fine-tuning run makes, checked before any model or audio is loaded.
+
+Names and meanings follow the original README, Hugging Face TrainingArguments and peft's
+LoraConfig, so a flag means what users of those tools expect. Checks that need the model
+(English-only or multilingual) run in `check_for_model`, right after loading, before any data
+is prepared; checks that need the hardware (fp16 without a GPU) resolve in `precision`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from .errors import OptionsError
+
+log = logging.getLogger(__name__)
+
+TASKS = ("transcribe", "translate")
+# Linear layers LoRA can adapt, by their names in transformers' Whisper: attention projections
+# (self-attention in both stacks, cross-attention in the decoder) and the feed-forward pair.
+LORA_MODULES = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+# Measured on bundled tiny.en adapting to an espeak-ng voice (benchmarks/train_defaults.py):
+# every projection in both stacks learns the voice fastest; see the report for the figures.
+DEFAULT_LORA_MODULES = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+DECODER_POSITIONS = 448  # Whisper's decoder context: labels can never be longer
+MAX_SECONDS = 30.0  # Whisper's encoder window; longer clips cannot be trained on whole
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    # --- model -------------------------------------------------------------------------------
+    # Base model: hub id (openai/whisper-small), local HF folder, faster-whisper folder, .pt
+    # checkpoint or bundled:tiny.en / bundled:base (see models.load_model).
+    model_name_or_path: str
+    # Training manifest: JSON list [{"audio_path", "text"[, "language"][, "segments"]}] or JSON Lines.
+    train_file: str
+    # Where the adapter, processor, configs, metrics, checkpoints and TensorBoard runs/ go.
+    output_dir: str
+    # Hub downloads and converted models go here (default: the HF cache and ~/.cache/whisper-lora).
+    cache_dir: str | None = None
+
+    # --- data --------------------------------------------------------------------------------
+    # Validation manifest: loss and WER/CER every eval_steps, a baseline before step 0, best adapter kept.
+    validation_file: str | None = None
+    # Use at most this many usable rows of each manifest (the first ones); None: all.
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    # Language of the speech (code or name); a row's own "language" wins. Required for a
+    # multilingual model unless every row names its language; English-only models take "en" only.
+    language: str | None = None
+    # "transcribe" (write what is said) or "translate" (write it in English; multilingual models only).
+    task: str = "transcribe"
+    # Train every target with timestamp tokens (a row's segments, else one segment over its speech),
+    # for a model whose main use is timestamped transcripts.
+    timestamps: bool = False
+    # Share of targets trained with timestamp tokens. None: 1.0 with --timestamps, else
+    # DEFAULT_TIMESTAMP_SHARE, so a model trained without --timestamps still writes timestamps.
+    timestamp_share: float | None = None
+    # Rows whose audio is longer or shorter than these (seconds) are dropped before training.
+    max_duration_in_seconds: float = MAX_SECONDS
+    min_duration_in_seconds: float = 0.0
+    # Rows whose label (prefix + text + end token, timestamps included) is longer are dropped.
+    max_label_length: int = DECODER_POSITIONS
+    # Fail on any bad row instead of dropping it with a report.
+    strict: bool = False
+    # Processes decoding audio and computing features while the model trains (0: in the main
+    # process). None: 0 on a CPU (its cores are busy training), up to 4 with a GPU.
+    num_workers: int | None = None
+
+    # --- LoRA --------------------------------------------------------------------------------
+    lora_r: int = 32  # rank of each adapter matrix pair; larger: more capacity and parameters
+    lora_alpha: int = 64  # adapters are scaled by lora_alpha / lora_r
+    lora_dropout: float = 0.05  # dropout on the adapters' input, against overfitting small sets
+    # Which linear layers get adapters (names from LORA_MODULES), in the encoder and the decoder.
+    lora_target_modules: tuple[str, ...] = DEFAULT_LORA_MODULES
+    # Adapters on the decoder only: the encoder is frozen as is (faster, less memory; learns
+    # vocabulary and style rather than a new voice or acoustic condition).
+    freeze_encoder: bool = False
+
+    # --- training ----------------------------------------------------------------------------
+    num_train_epochs: float = 5.0  # passes over the training set (fractions allowed)
+    max_steps: int = -1  # optimizer steps to run; overrides num_train_epochs when > 0
+    per_device_train_batch_size: int = 8  # clips per forward pass on each device
+    per_device_eval_batch_size: int | None = None  # None: the training batch size
+    gradient_accumulation_steps: int = 1  # forward passes summed into one optimizer step
+    learning_rate: float = 1e-3  # peak AdamW learning rate (LoRA takes ~10x a full fine-tune's)
+    weight_decay: float = 0.0  # AdamW weight decay
+    # Linear warm-up: a whole number of steps, or a fraction (< 1) of all steps.
+    warmup_steps: float = 0.1
+    lr_scheduler_type: str = "linear"  # decay after warm-up (transformers' SchedulerType names)
+    max_grad_norm: float = 1.0  # gradient clipping
+    fp16: bool = False  # float16 mixed precision on a CUDA GPU; on a CPU: fp32 with a warning
+    bf16: bool = False  # bfloat16 mixed precision (Ampere+ GPU, or a CPU with bf16 instructions)
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
+    seed: int = 42  # weights of the new adapters, dropout, data order
+    # Continue from output_dir/checkpoint-N (a path) or "latest" (the newest complete checkpoint).
+    resume_from_checkpoint: str | None = None
+    # Checkpoints of an earlier run in output_dir (when not resuming) are deleted; without this
+    # flag they are moved to output_dir/previous-runs/TIME/ with a warning, so nothing is lost.
+    overwrite_output_dir: bool = False
+
+    # --- logging, evaluation, checkpoints ------------------------------------------------------
+    logging_steps: int = 10  # log loss and learning rate every N steps
+    eval_steps: int | None = None  # evaluate every N steps; None: every save_steps
+    save_steps: int = 500  # write checkpoint-N every N steps (a multiple of eval_steps)
+    save_total_limit: int | None = 3  # keep at most this many checkpoints (the best one is always kept)
+    generation_max_length: int = 225  # most tokens generated per validation clip
+    generation_num_beams: int = 1  # beams for validation transcripts (1: greedy)
+    use_wandb: bool = False  # also log to Weights & Biases (WANDB_MODE=offline works without network)
+    wandb_project: str = "whisper-lora"  # W&B project name
+    run_name: str | None = None  # name of the run in W&B and TensorBoard (default: a timestamp)
+
+    def __post_init__(self):
+        # Normalise types a caller may pass loosely (a list for modules, a path object for files).
+        if isinstance(self.lora_target_modules, str):
+            modules = tuple(m for m in self.lora_target_modules.replace(",", " ").split() if m)
+        else:
+            modules = tuple(self.lora_target_modules)
+        object.__setattr__(self, "lora_target_modules", modules)
+        for name in ("model_name_or_path", "train_file", "output_dir", "validation_file", "cache_dir"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, os.fspath(value))
+        if self.language is not None:
+            object.__setattr__(self, "language", _language_code(self.language))
+        self._check()
+
+    def _check(self):
+        def need(condition, message):
+            if not condition:
+                raise OptionsError(message)
+
+        need(self.model_name_or_path, "--model_name_or_path is required")
+        need(Path(self.train_file).is_file(), f"--train_file {self.train_file}: no such file")
+        need(self.validation_file is None or Path(self.validation_file).is_file(),
+             f"--validation_file {self.validation_file}: no such file")
+        need(self.task in TASKS, f"--task {self.task!r}: use transcribe or translate")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            need(value is None or value >= 1, f"--{name} {value}: must be at least 1")
+        need(self.timestamp_share is None or 0.0 <= self.timestamp_share <= 1.0,
+             f"--timestamp_share {self.timestamp_share}: must be between 0 and 1")
+        need(0 < self.max_duration_in_seconds <= MAX_SECONDS,
+             f"--max_duration_in_seconds {self.max_duration_in_seconds:g}: must be above 0 and at most "
+             f"{MAX_SECONDS:g} (Whisper's window); split longer audio into clips")
+        need(0 <= self.min_duration_in_seconds < self.max_duration_in_seconds,
+             f"--min_duration_in_seconds {self.min_duration_in_seconds:g}: must be 0 or more and below "
+             f"--max_duration_in_seconds ({self.max_duration_in_seconds:g})")
+        need(4 <= self.max_label_length <= DECODER_POSITIONS,
+             f"--max_label_length {self.max_label_length}: must be between 4 and {DECODER_POSITIONS} "
+             "(the decoder's positions)")
+        need(self.num_workers is None or self.num_workers >= 0, f"--num_workers {self.num_workers}: must be 0 or more")
+        need(self.lora_r >= 1, f"--lora_r {self.lora_r}: the LoRA rank must be at least 1 (4-64 is usual)")
+        need(self.lora_alpha > 0, f"--lora_alpha {self.lora_alpha}: must be positive (usually 2x --lora_r)")
+        need(0.0 <= self.lora_dropout < 1.0, f"--lora_dropout {self.lora_dropout}: must be in [0, 1)")
+        need(self.lora_target_modules, "--lora_target_modules: name at least one of " + ", ".join(LORA_MODULES))
+        unknown = [m for m in self.lora_target_modules if m not in LORA_MODULES]
+        need(not unknown, f"--lora_target_modules {' '.join(unknown)}: unknown; choose from {', '.join(LORA_MODULES)}")
+        need(self.num_train_epochs > 0 or self.max_steps > 0,
+             f"--num_train_epochs {self.num_train_epochs:g}: must be positive (or give --max_steps)")
+        need(self.max_steps == -1 or self.max_steps >= 1, f"--max_steps {self.max_steps}: must be at least 1")
+        need(self.per_device_train_batch_size >= 1,
+             f"--per_device_train_batch_size {self.per_device_train_batch_size}: must be at least 1")
+        need(self.per_device_eval_batch_size is None or self.per_device_eval_batch_size >= 1,
+             f"--per_device_eval_batch_size {self.per_device_eval_batch_size}: must be at least 1")
+        need(self.gradient_accumulation_steps >= 1,
+             f"--gradient_accumulation_steps {self.gradient_accumulation_steps}: must be at least 1")
+        need(0 < self.learning_rate < 1, f"--learning_rate {self.learning_rate:g}: must be above 0 and below 1 "
+                                         "(1e-4 to 1e-3 is usual for LoRA)")
+        need(self.weight_decay >= 0, f"--weight_decay {self.weight_decay}: must be 0 or more")
+        need(self.warmup_steps >= 0 and (self.warmup_steps < 1 or float(self.warmup_steps).is_integer()),
+             f"--warmup_steps {self.warmup_steps:g}: a whole number of steps, or a fraction below 1 of all steps")
+        need(self.lr_scheduler_type in LR_SCHEDULERS,
+             f"--lr_scheduler_type {self.lr_scheduler_type!r}: choose from {', '.join(LR_SCHEDULERS)}")
+        need(self.max_grad_norm >= 0, f"--max_grad_norm {self.max_grad_norm}: must be 0 or more")
+        need(not (self.fp16 and self.bf16), "--fp16 and --bf16 both given: choose one")
+        need(self.logging_steps >= 1, f"--logging_steps {self.logging_steps}: must be at least 1")
+        need(self.save_steps >= 1, f"--save_steps {self.save_steps}: must be at least 1")
+        need(self.eval_steps is None or self.eval_steps >= 1, f"--eval_steps {self.eval_steps}: must be at least 1")
+        # The best adapter is a saved checkpoint, so saving must happen at evaluation steps.
+        need(self.validation_file is None or self.save_steps % self.resolved_eval_steps == 0,
+             f"--save_steps {self.save_steps} must be a multiple of --eval_steps {self.resolved_eval_steps}: "
+             "the best adapter is kept from the checkpoints saved at evaluation steps")
+        need(self.save_total_limit is None or self.save_total_limit >= 1,
+             f"--save_total_limit {self.save_total_limit}: must be at least 1")
+        need(1 <= self.generation_max_length <= DECODER_POSITIONS,
+             f"--generation_max_length {self.generation_max_length}: must be between 1 and {DECODER_POSITIONS}")
+        need(self.generation_num_beams >= 1, f"--generation_num_beams {self.generation_num_beams}: must be at least 1")
+        need(bool(self.wandb_project.strip()), "--wandb_project: give a project name")
+        self._check_output_dir()
+        self._check_resume()
+
+    def _check_output_dir(self):
+        out = Path(self.output_dir).expanduser()
+        if out.exists() and not out.is_dir():
+            raise OptionsError(f"--output_dir {out}: exists and is not a folder")
+        # Try it rather than reason about permissions: root, read-only mounts and network
+        # filesystems all defeat os.access. An empty folder left behind is harmless.
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+                pass
+        except OSError as exc:
+            raise OptionsError(f"--output_dir {out}: cannot write there ({exc.strerror or exc}); "
+                               "choose a folder you can write to") from None
+
+    def _check_resume(self):
+        value = self.resume_from_checkpoint
+        if value is None or value == "latest":
+            return
+        path = Path(value).expanduser()
+        if not (path.is_dir() and (path / "trainer_state.json").is_file()):
+            raise OptionsError(f"--resume_from_checkpoint {value}: not a complete checkpoint folder "
+                               "(checkpoint-N with trainer_state.json); pass 'latest' to take the newest one "
+                               "in --output_dir")
+
+    # --- derived values ------------------------------------------------------------------------
+    @property
+    def resolved_eval_steps(self) -> int:
+        return self.eval_steps if self.eval_steps is not None else self.save_steps
+
+    @property
+    def resolved_eval_batch_size(self) -> int:
+        return self.per_device_eval_batch_size or self.per_device_train_batch_size
+
+    @property
+    def resolved_timestamp_share(self) -> float:
+        if self.timestamp_share is not None:
+            return self.timestamp_share
+        return 1.0 if self.timestamps else DEFAULT_TIMESTAMP_SHARE
+
+    def check_for_model(self, multilingual: bool, model_name: str = "") -> None:
+        """Checks that depend on the loaded model; raises OptionsError."""
+        if multilingual:
+            return
+        where = f" ({model_name})" if model_name else ""
+        if self.language not in (None, "en"):
+            raise OptionsError(f"--language {self.language}: the model{where} is English-only; "
+                               "use a multilingual model (e.g. bundled:base, openai/whisper-small) for other languages")
+        if self.task != "transcribe":
+            raise OptionsError(f"--task {self.task}: the model{where} is English-only and cannot translate; "
+                               "use a multilingual model")
+
+    def precision(self, cuda: bool, cpu_bf16: bool) -> str:
+        """'fp16', 'bf16' or 'fp32' for this hardware. fp16 without a GPU falls back to fp32 with a
+        warning: CPU autocast has no fast float16 path, and a README command must not crash."""
+        if self.fp16:
+            if cuda:
+                return "fp16"
+            log.warning("--fp16 needs a CUDA GPU and none is visible: training in fp32 on the CPU instead")
+            return "fp32"
+        if self.bf16:
+            if not cuda and not cpu_bf16:
+                log.warning("--bf16 on a CPU without bf16 instructions (AVX512-BF16/AMX): bfloat16 arithmetic "
+                            "is emulated there and many times slower than fp32; consider leaving --bf16 out")
+            return "bf16"
+        return "fp32"
+
+    def as_dict(self) -> dict:
+        """Every field, JSON-ready (tuples as lists)."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
+
+    def replace(self, **changes) -> TrainOptions:
+        return replace(self, **changes)
+
+
+# Share of targets with timestamp tokens when --timestamps is not given: enough that the
+# model keeps writing timestamps after fine-tuning (measured: see the report / tests).
+DEFAULT_TIMESTAMP_SHARE = 0.3
+
+
+def _language_code(language: str) -> str:
+    from .metrics import language_code
+
+    try:
+        return language_code(language)
+    except OptionsError:
+        raise OptionsError(f"--language {language!r}: not a Whisper language; use a code such as en, zh, ja") from None
+
+
+__all__ = ["TrainOptions", "TASKS", "LORA_MODULES", "DEFAULT_LORA_MODULES", "DEFAULT_TIMESTAMP_SHARE"]

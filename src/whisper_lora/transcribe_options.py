@@ -1,0 +1,150 @@
+"""TranscribeOptions: every choice a transcription run makes, checked before any model is loaded.
+
+Checks that need the model (English-only or multilingual) run in `check_for_model`, right after
+loading and before the first file is decoded, so a bad flag never costs a half-finished run."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+
+from .errors import OptionsError
+
+log = logging.getLogger(__name__)
+
+TASKS = ("transcribe", "translate")
+BACKENDS = ("auto", "hf", "ct2")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# openai-whisper's defaults for the guards against its known failures (whisper/transcribe.py):
+# a window whose text compresses better than 2.4 (gzip) is a repetition loop, one whose mean token
+# log-probability is below -1 is unreliable: both are decoded again at the next temperature.
+# A window whose <|nospeech|> probability is above 0.6 and whose text is also unreliable is silence.
+DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def normalize_language(language: str | None) -> str | None:
+    """'zh', 'Chinese', 'mandarin', '<|zh|>' -> 'zh'; None stays None (detect)."""
+    if language is None:
+        return None
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+
+    key = language.strip().lower()
+    if key.startswith("<|") and key.endswith("|>"):
+        key = key[2:-2]
+    if key in LANGUAGES:
+        return key
+    if key in TO_LANGUAGE_CODE:
+        return TO_LANGUAGE_CODE[key]
+    raise OptionsError(f"--language {language!r}: not a Whisper language; use a code such as en, zh, ja, de, fr "
+                       f"(all {len(LANGUAGES)}: {', '.join(sorted(LANGUAGES))})")
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    # Language spoken in the audio, as a code ("en", "zh"); names such as "chinese" are accepted.
+    # None: detected per file on a multilingual model (and reported); "en" on an English-only model.
+    language: str | None = None
+    # "transcribe" writes what is said; "translate" writes it in English (multilingual models only).
+    task: str = "transcribe"
+    # Segment start/end times for short files too. Files over 30 s are always decoded with
+    # timestamps (the long-form algorithm needs them); srt/vtt/tsv outputs turn this on.
+    return_timestamps: bool = False
+    # Short files decoded together in one batch. Larger batches raise throughput until memory runs out.
+    batch_size: int = 8
+    # 1: greedy decoding (fastest); >1: beam search with that many beams.
+    beam_size: int = 1
+    # Where the model runs: auto picks cuda, then mps, then cpu.
+    device: str = "auto"
+    # Arithmetic: auto is bf16 autocast on CPUs with fast bf16 and on CUDA GPUs that have it, fp16 on
+    # other GPUs, fp32 elsewhere. fp16 on a CPU falls back to auto with a warning (slow there).
+    precision: str = "auto"
+    # Pack several short files into one 30-second window (see packing.py) when the language is
+    # known (given, or an English-only model): the encoder runs once per window instead of once
+    # per file. Files whose share of a window is in doubt are decoded alone.
+    pack: bool = False
+    # Merge a LoRA adapter into the base weights before decoding: same output, faster decoding.
+    merge: bool = False
+    # hf: transformers; ct2: CTranslate2 through faster-whisper (needs a CTranslate2 folder);
+    # auto: ct2 when the model is a CTranslate2 folder, else hf.
+    backend: str = "auto"
+    # Temperatures tried in turn on a window that fails the checks below (0 = greedy / beam).
+    temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES
+    # Gzip compression ratio above which a window counts as a repetition loop. None: no check.
+    compression_ratio_threshold: float | None = 2.4
+    # Mean token log-probability below which a window is decoded again hotter. None: no check.
+    logprob_threshold: float | None = -1.0
+    # <|nospeech|> probability above which an unreliable window is treated as silence. None: no check.
+    no_speech_threshold: float | None = 0.6
+    # Audio whose loudest 100 ms stays below this level (dB full scale) is silence: empty text,
+    # not decoded. Speech is rarely below -45 dBFS; None turns the check off.
+    silence_threshold_db: float | None = -50.0
+    # Feed the previous window's text as a prompt in long files: consistent spelling and style
+    # across windows; it is dropped after a hot (temperature >= 0.5) fallback so loops do not spread.
+    condition_on_previous_text: bool = True
+    # Where converted and downloaded models are cached (None: ~/.cache/whisper-lora and the HF cache).
+    cache_dir: str | None = None
+    # CTranslate2 compute type for --backend ct2 ("int8", "int8_float32", "float32", ...); None:
+    # follows `precision` (fp32 -> float32). int8 is faster on CPUs and slightly less exact.
+    compute_type: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "language", normalize_language(self.language))
+        object.__setattr__(self, "temperatures", tuple(float(t) for t in self.temperatures))
+        if self.task not in TASKS:
+            raise OptionsError(f"--task {self.task!r}: use transcribe or translate")
+        if self.backend not in BACKENDS:
+            raise OptionsError(f"--backend {self.backend!r}: use one of {', '.join(BACKENDS)}")
+        if self.precision not in PRECISIONS:
+            raise OptionsError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise OptionsError(f"--device {self.device!r}: use one of {', '.join(DEVICES)} (or cuda:N)")
+        if self.batch_size < 1:
+            raise OptionsError(f"--batch_size {self.batch_size}: must be at least 1")
+        if self.beam_size < 1:
+            raise OptionsError(f"--beam_size {self.beam_size}: must be at least 1 (1 is greedy decoding)")
+        if not self.temperatures or any(t < 0 for t in self.temperatures):
+            raise OptionsError(f"temperatures {self.temperatures}: need at least one, none negative")
+
+    def check_for_model(self, multilingual: bool, model_name: str = "the model") -> "TranscribeOptions":
+        """Reject what this model cannot do; return options with the language settled."""
+        if not multilingual:
+            if self.task == "translate":
+                raise OptionsError(f"--task translate: {model_name} is English-only and cannot translate; "
+                                   "use a multilingual model (e.g. bundled:base, openai/whisper-small)")
+            if self.language not in (None, "en"):
+                raise OptionsError(f"--language {self.language}: {model_name} is English-only; drop --language "
+                                   "or use a multilingual model (e.g. bundled:base, openai/whisper-small)")
+            return replace(self, language="en")
+        return self
+
+    def resolved_precision(self, device: str) -> str:
+        """fp32, bf16 or fp16 for this device (see `precision`)."""
+        import torch
+
+        if device == "cpu":
+            if self.precision == "fp16":
+                log.warning("--fp16 on CPU: half precision is slow and inexact there; using %s instead",
+                            cpu_auto_precision())
+                return cpu_auto_precision()
+            return cpu_auto_precision() if self.precision == "auto" else self.precision
+        if self.precision != "auto":
+            return self.precision
+        if device.startswith("cuda"):
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+
+
+def cpu_auto_precision() -> str:
+    """bf16 where the CPU multiplies bf16 natively (AVX512-BF16 or AMX), else fp32.
+
+    Without those instructions bf16 matmuls are emulated: measured on an AVX2-only EPYC with
+    tiny.en, bf16 autocast decoded about 4x slower than fp32."""
+    import torch
+
+    try:
+        native = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return "bf16" if native else "fp32"

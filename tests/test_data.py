@@ -1,0 +1,211 @@
+"""Labels, features, collation and row filtering for training (data.py), on the tiny random models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from whisper_lora.data import (IGNORE_INDEX, Collator, LabelMaker, SpeechDataset, Tokens, speech_span,
+                               timestamped_rows, usable_rows)
+from whisper_lora.errors import ManifestError, OptionsError
+from whisper_lora.manifest import Row
+
+
+def ids(tokenizer, *tokens):
+    return [tokenizer.convert_tokens_to_ids(t) for t in tokens]
+
+
+@pytest.fixture(scope="module")
+def english(tiny_random):
+    model, processor = tiny_random
+    return model, processor, LabelMaker(processor.tokenizer, Tokens.of(model))
+
+
+@pytest.fixture(scope="module")
+def multilingual(tiny_random_multilingual):
+    model, processor = tiny_random_multilingual
+    return model, processor, LabelMaker(processor.tokenizer, Tokens.of(model))
+
+
+def test_english_only_labels_have_no_language_or_task_and_no_start_token(english):
+    model, processor, maker = english
+    tok = processor.tokenizer
+    labels = maker.labels("Hello world.", "en")
+    assert labels[:1] == ids(tok, "<|notimestamps|>")
+    assert labels[-1] == ids(tok, "<|endoftext|>")[0]
+    assert model.config.decoder_start_token_id not in labels  # the model adds it: never twice
+    # Text as Whisper writes it: with a leading space, so the first word is "ĠHello".
+    assert tok.convert_ids_to_tokens(labels[1]) == "ĠHello"
+    assert tok.decode(labels, skip_special_tokens=True) == " Hello world."
+
+
+def test_multilingual_labels_carry_language_and_task(multilingual):
+    model, processor, maker = multilingual
+    tok = processor.tokenizer
+    assert maker.labels("Bonjour.", "fr")[:3] == ids(tok, "<|fr|>", "<|transcribe|>", "<|notimestamps|>")
+    translate = LabelMaker(tok, maker.tokens, task="translate")
+    assert translate.labels("Bonjour.", "fr")[:3] == ids(tok, "<|fr|>", "<|translate|>", "<|notimestamps|>")
+    # Chinese is written without spaces: no leading space token.
+    zh = maker.labels("你好", "zh")
+    assert zh[:3] == ids(tok, "<|zh|>", "<|transcribe|>", "<|notimestamps|>")
+    assert tok.decode(zh[3:-1]) == "你好"
+
+
+def test_timestamped_labels(multilingual, english):
+    _, processor, maker = multilingual
+    tok = processor.tokenizer
+    segments = [{"start": 0.0, "end": 1.5, "text": "One."}, {"start": 2.04, "end": 3.3, "text": "Two."}]
+    labels = maker.labels("One. Two.", "en", segments, timestamps=True)
+    assert labels[:3] == ids(tok, "<|en|>", "<|transcribe|>", "<|0.00|>")  # no <|notimestamps|>
+    stamps = [tok.convert_ids_to_tokens(i) for i in labels if i >= maker.tokens.timestamp_begin]
+    assert stamps == ["<|0.00|>", "<|1.50|>", "<|2.04|>", "<|3.30|>"]
+    assert tok.decode(labels, skip_special_tokens=True).split() == ["One.", "Two."]
+    _, processor_en, maker_en = english
+    labels = maker_en.labels("One.", "en", segments[:1], timestamps=True)
+    assert processor_en.tokenizer.convert_ids_to_tokens(labels[0]) == "<|0.00|>"
+
+
+def test_model_sees_start_token_once(english):
+    """The collated labels, shifted by the model itself, give <|startoftranscript|> then the prefix."""
+    import torch
+    from transformers.models.whisper.modeling_whisper import shift_tokens_right
+
+    model, processor, maker = english
+    sot = model.config.decoder_start_token_id
+    items = [{"input_features": np.zeros((80, 3000), np.float32), "labels": [sot] + maker.labels("A b c.", "en"),
+              "language": "en"},
+             {"input_features": np.zeros((80, 3000), np.float32), "labels": maker.labels("A.", "en"),
+              "language": "en"}]
+    batch = Collator(sot)(items)
+    labels = batch["labels"]
+    assert labels.shape[0] == 2 and (labels[:, 0] != sot).all()
+    assert labels[1, len(maker.labels("A.", "en")):].eq(IGNORE_INDEX).all()  # padding is -100
+    assert labels[0].ne(IGNORE_INDEX).sum() == len(maker.labels("A b c.", "en"))
+    decoder_input = shift_tokens_right(labels, model.config.pad_token_id, sot)
+    assert (decoder_input[:, 0] == sot).all() and (decoder_input[:, 1] != sot).all()
+    with torch.no_grad():
+        loss = model(input_features=batch["input_features"], labels=labels).loss
+    assert torch.isfinite(loss)
+
+
+def test_speech_span_finds_the_sound():
+    rate = 16000
+    t = np.arange(int(0.5 * rate)) / rate
+    samples = np.concatenate([np.zeros(int(0.3 * rate)), 0.5 * np.sin(2 * np.pi * 220 * t),
+                              np.zeros(int(0.4 * rate))]).astype(np.float32)
+    start, end = speech_span(samples, rate)
+    assert start == pytest.approx(0.3, abs=0.021) and end == pytest.approx(0.8, abs=0.021)
+    assert speech_span(np.zeros(rate, np.float32), rate) == (0.0, 1.0)  # silence: the whole clip
+
+
+def test_timestamped_rows_is_a_stable_share():
+    rows = [Row(n, f"/a{n}.wav", "x") for n in range(1, 1001)]
+    chosen = timestamped_rows(rows, 0.3, seed=1)
+    assert len(chosen) == 300
+    assert chosen == timestamped_rows(rows, 0.3, seed=1)  # every process and resume agree
+    assert timestamped_rows(rows, 0.0, 1) == frozenset() and len(timestamped_rows(rows, 1.0, 1)) == 1000
+
+
+def test_dataset_items(english, english_clips):
+    model, processor, maker = english
+    rows = [Row(i + 1, str(path), text) for i, (path, text) in enumerate(english_clips[:2])]
+    data = SpeechDataset(rows, processor, maker, None, timestamped=frozenset({1}))
+    plain, stamped = data[0], data[1]
+    assert plain["input_features"].shape == (80, 3000) and plain["language"] == "en"
+    assert plain["labels"][0] == maker.tokens.no_timestamps
+    first, last = stamped["labels"][0], stamped["labels"][-2]
+    assert first >= maker.tokens.timestamp_begin and last > first  # one segment over the speech
+    assert (last - maker.tokens.timestamp_begin) * 0.02 <= 10
+
+
+# --- row filtering -------------------------------------------------------------------------------
+
+def write_manifest(folder, rows, name="m.json"):
+    path = folder / name
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+def bad_rows(tmp_path, english_clips):
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt nonsense")
+    long = tmp_path / "long.wav"
+    soundfile.write(long, np.zeros(31 * 16000, np.float32), 16000)
+    short = tmp_path / "short.wav"
+    soundfile.write(short, np.zeros(1600, np.float32), 16000)
+    good = [{"audio_path": str(p), "text": t} for p, t in english_clips[:2]]
+    return tmp_path, good, [
+        {"audio_path": "missing.wav", "text": "nothing here"},
+        {"audio_path": "broken.wav", "text": "cannot decode"},
+        {"audio_path": str(english_clips[2][0]), "text": "   "},
+        {"audio_path": "long.wav", "text": "too long"},
+        {"audio_path": str(english_clips[3][0]), "text": "word " * 500},
+        {"audio_path": "short.wav", "text": "too short"},
+    ]
+
+
+def test_bad_rows_are_dropped_with_reasons(english, bad_rows, caplog):
+    _, _, maker = english
+    folder, good, bad = bad_rows
+    manifest = write_manifest(folder, good + bad)
+    with caplog.at_level("WARNING"):
+        rows, report = usable_rows(manifest, maker, None, max_seconds=30, min_seconds=0.5, max_label_length=448)
+    assert [r.text for r in rows] == [g["text"] for g in good]
+    reasons = dict(report.dropped)
+    assert sorted(reasons) == [3, 4, 5, 6, 7, 8]
+    assert "not found" in reasons[3]
+    assert "decode" in reasons[4]
+    assert "empty" in reasons[5]
+    assert "30" in reasons[6]
+    assert "max_label_length" in reasons[7]
+    assert "min_duration" in reasons[8]
+    assert report.kept == 2 and report.rows == 8
+    assert "dropped 6 of 8 rows" in caplog.text and "row 3" in caplog.text
+
+
+def test_strict_fails_on_any_bad_row(english, bad_rows):
+    _, _, maker = english
+    folder, good, bad = bad_rows
+    manifest = write_manifest(folder, good + bad[:1])
+    with pytest.raises(ManifestError, match="strict"):
+        usable_rows(manifest, maker, None, max_seconds=30, strict=True)
+
+
+def test_no_usable_rows_is_an_error(english, bad_rows):
+    _, _, maker = english
+    folder, _, bad = bad_rows
+    with pytest.raises(ManifestError, match="no usable rows"):
+        usable_rows(write_manifest(folder, bad), maker, None, max_seconds=30, min_seconds=0.5)
+
+
+def test_label_length_limit(english, english_clips, tmp_path):
+    _, _, maker = english
+    path, text = english_clips[0]
+    manifest = write_manifest(tmp_path, [{"audio_path": str(path), "text": text}])
+    n = maker.longest_labels(Row(1, str(path), text), "en")
+    assert usable_rows(manifest, maker, None, max_seconds=30, max_label_length=n)[1].kept == 1
+    with pytest.raises(ManifestError, match="max_label_length"):
+        usable_rows(manifest, maker, None, max_seconds=30, max_label_length=n - 1)
+
+
+def test_multilingual_rows_need_a_language(multilingual, english_clips, tmp_path):
+    _, processor, maker = multilingual
+    (path, text), (path2, text2) = english_clips[:2]
+    manifest = write_manifest(tmp_path, [{"audio_path": str(path), "text": text, "language": "en"},
+                                         {"audio_path": str(path2), "text": text2}])
+    with pytest.raises(OptionsError, match="rows 2 have no \"language\""):
+        usable_rows(manifest, maker, None, max_seconds=30)
+    rows, _ = usable_rows(manifest, maker, "de", max_seconds=30)
+    data = SpeechDataset(rows, processor, maker, "de")
+    assert data.languages == ["en", "de"]  # a row's own language wins over --language
+
+
+def test_max_samples_takes_the_first_usable_rows(english, english_clips, tmp_path):
+    _, _, maker = english
+    manifest = write_manifest(tmp_path, [{"audio_path": "gone.wav", "text": "x"}]
+                              + [{"audio_path": str(p), "text": t} for p, t in english_clips[:3]])
+    rows, report = usable_rows(manifest, maker, None, max_seconds=30, max_samples=2)
+    assert [r.number for r in rows] == [2, 3] and report.kept == 2 and len(report.dropped) == 1

@@ -1,0 +1,387 @@
+"""Transcription: options, order, errors, long audio, silence, outputs, both entry points, both backends.
+
+The mechanics run on the tiny random model (its text is gibberish, so only structure is checked);
+the content checks run on the real bundled tiny.en (and base for language detection)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from whisper_lora.audio import SAMPLE_RATE, load_audio
+from whisper_lora.errors import OptionsError
+from whisper_lora.transcribe import (
+    FileResult, TranscribeOptions, Transcriber, choose_backend, read_audio_list, transcribe)
+
+from .conftest import SENTENCES
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = dict(temperatures=(0.0,))  # no sampling retries: random weights would trigger them all
+
+
+def words(text: str) -> list[str]:
+    return "".join(c.lower() if c.isalnum() or c == "'" else " " for c in text).split()
+
+
+def write_wav(path, samples) -> Path:
+    soundfile.write(path, np.asarray(samples, dtype=np.float32), SAMPLE_RATE)
+    return Path(path)
+
+
+def joined(paths, gap_seconds: float, path) -> Path:
+    gap = np.zeros(int(gap_seconds * SAMPLE_RATE), dtype=np.float32)
+    parts = []
+    for p in paths:
+        parts += [load_audio(p), gap]
+    return write_wav(path, np.concatenate(parts))
+
+
+# ---- options -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(task="summarize"), "--task"),
+    (dict(language="klingon"), "--language 'klingon'"),
+    (dict(batch_size=0), "--batch_size"),
+    (dict(beam_size=0), "--beam_size"),
+    (dict(backend="onnx"), "--backend"),
+    (dict(device="tpu"), "--device"),
+    (dict(temperatures=()), "temperatures"),
+])
+def test_bad_options_are_rejected_up_front(kwargs, message):
+    with pytest.raises(OptionsError, match=message):
+        TranscribeOptions(**kwargs)
+
+
+@pytest.mark.parametrize("given, code", [("zh", "zh"), ("Chinese", "zh"), ("mandarin", "zh"), ("<|en|>", "en"),
+                                         (None, None)])
+def test_language_names_become_codes(given, code):
+    assert TranscribeOptions(language=given).language == code
+
+
+def test_english_only_model_refuses_translation_and_other_languages():
+    with pytest.raises(OptionsError, match="English-only"):
+        TranscribeOptions(task="translate").check_for_model(multilingual=False)
+    with pytest.raises(OptionsError, match="--language zh"):
+        TranscribeOptions(language="zh").check_for_model(multilingual=False)
+    assert TranscribeOptions().check_for_model(multilingual=False).language == "en"
+    assert TranscribeOptions().check_for_model(multilingual=True).language is None
+
+
+def test_fp16_on_cpu_falls_back_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert TranscribeOptions(precision="fp16").resolved_precision("cpu") in ("fp32", "bf16")
+    assert "--fp16 on CPU" in caplog.text
+    assert TranscribeOptions(precision="fp32").resolved_precision("cpu") == "fp32"
+
+
+def test_audio_list_resolves_relative_paths_and_skips_comments(tmp_path):
+    (tmp_path / "sub").mkdir()
+    lst = tmp_path / "sub" / "list.txt"
+    lst.write_text("# my files\na.wav\n\n  /abs/b.wav  \n../c.mp3\n", encoding="utf-8")
+    assert read_audio_list(lst) == [str(tmp_path / "sub" / "a.wav"), "/abs/b.wav",
+                                    str(tmp_path / "sub" / ".." / "c.mp3")]
+    (tmp_path / "empty.txt").write_text("# nothing\n\n")
+    with pytest.raises(OptionsError, match="no audio paths"):
+        read_audio_list(tmp_path / "empty.txt")
+    with pytest.raises(OptionsError, match="not found"):
+        read_audio_list(tmp_path / "nope.txt")
+
+
+def test_backend_choice(tmp_path):
+    assert choose_backend("bundled:tiny.en", "auto") == "hf"
+    (tmp_path / "model.bin").write_bytes(b"x")
+    assert choose_backend(str(tmp_path), "auto") == "ct2"
+    assert choose_backend(str(tmp_path), "hf") == "hf"
+
+
+# ---- mechanics on the tiny random model ---------------------------------------------------------
+
+def short_winded(pair, max_length: int = 24):
+    """A copy of a random model that stops after a few tokens: random weights rarely say <|endoftext|>,
+    and 448 tokens per file would make every test slow for nothing."""
+    import copy
+
+    model, processor = pair
+    model = copy.deepcopy(model)
+    model.generation_config.max_length = max_length
+    return model, processor
+
+
+@pytest.fixture(scope="module")
+def random_pair(tiny_random):
+    return short_winded(tiny_random)
+
+
+@pytest.fixture(scope="module")
+def random_transcriber(random_pair):
+    model, processor = random_pair
+    return Transcriber.from_model(model, processor, TranscribeOptions(batch_size=2, **FAST), model_name="tiny-random")
+
+
+def test_results_come_back_in_input_order_with_errors_in_place(random_transcriber, english_clips, tmp_path):
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(range(64)))
+    paths = [str(english_clips[0][0]), str(tmp_path / "missing.wav"), str(english_clips[3][0]),
+             str(corrupt), str(english_clips[1][0]), str(english_clips[5][0])]
+    results = list(random_transcriber.transcribe_files(paths))
+    assert [r.path for r in results] == paths
+    assert [r.ok for r in results] == [True, False, True, False, True, True]
+    assert "not found" in results[1].error and "corrupt.wav" in results[3].error
+    for r, p in zip(results, paths):
+        if r.ok:
+            assert r.duration == pytest.approx(len(load_audio(p)) / SAMPLE_RATE)
+            assert r.language == "en" and r.language_probability is None
+
+
+def test_batching_does_not_change_the_text(random_pair, english_clips):
+    model, processor = random_pair
+    paths = [str(p) for p, _ in english_clips[:4]]
+    one = [r.text for r in Transcriber.from_model(model, processor, TranscribeOptions(batch_size=1, **FAST))
+           .transcribe_files(paths)]
+    four = [r.text for r in Transcriber.from_model(model, processor, TranscribeOptions(batch_size=4, **FAST))
+            .transcribe_files(paths)]
+    assert one == four
+
+
+def test_long_array_gives_ordered_segments_within_its_duration(random_transcriber, english_clips):
+    audio = np.concatenate([load_audio(p) for p, _ in english_clips] * 3)  # ~48 s
+    result = random_transcriber.transcribe_array(audio)
+    assert result.duration == pytest.approx(len(audio) / SAMPLE_RATE)
+    starts = [s.start for s in result.segments]
+    assert starts == sorted(starts)
+    assert all(0 <= s.start <= s.end <= result.duration for s in result.segments)
+
+
+def test_empty_array_is_an_error(random_transcriber):
+    from whisper_lora.errors import AudioError
+
+    with pytest.raises(AudioError):
+        random_transcriber.transcribe_array(np.zeros(0, dtype=np.float32))
+
+
+def test_detection_on_a_multilingual_model_reports_a_probability(tiny_random_multilingual, english_clips):
+    model, processor = short_winded(tiny_random_multilingual)
+    t = Transcriber.from_model(model, processor, TranscribeOptions(**FAST))
+    result = t.transcribe_array(load_audio(english_clips[0][0]))
+    assert len(result.language) == 2 and 0 < result.language_probability <= 1
+    given = Transcriber.from_model(model, processor, TranscribeOptions(language="fr", **FAST))
+    result = given.transcribe_array(load_audio(english_clips[0][0]))
+    assert result.language == "fr" and result.language_probability is None
+
+
+def test_adapter_changes_the_output(tmp_path, random_pair, english_clips):
+    """A training output folder (base + adapter) decodes differently from its base."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model, processor = random_pair
+    base = tmp_path / "base"
+    model.save_pretrained(base)
+    processor.save_pretrained(base)
+    peft_model = get_peft_model(model.__class__.from_pretrained(base), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    adapter = tmp_path / "output"
+    peft_model.save_pretrained(adapter)
+    processor.save_pretrained(adapter)
+    (adapter / "training_config.json").write_text(json.dumps({"base_model": str(base)}))
+    paths = [str(p) for p, _ in english_clips[:2]]
+    plain = [r.text for r in Transcriber.from_spec(str(base), TranscribeOptions(**FAST)).transcribe_files(paths)]
+    tuned = [r.text for r in Transcriber.from_spec(str(adapter), TranscribeOptions(**FAST)).transcribe_files(paths)]
+    merged = [r.text for r in Transcriber.from_spec(str(adapter), TranscribeOptions(merge=True, **FAST))
+              .transcribe_files(paths)]
+    assert tuned != plain
+    assert merged == tuned
+
+
+def test_run_writes_json_with_error_entries_and_fails(tmp_path, english_clips, random_pair, monkeypatch):
+    """transcribe(): a list with 2 bad files gives N-2 results, 2 error entries, a failing summary."""
+    from whisper_lora import transcribe as module
+
+    model, processor = random_pair
+    monkeypatch.setattr(module.Transcriber, "from_spec", classmethod(
+        lambda cls, spec, options=None: cls.from_model(model, processor, options, model_name=spec)))
+    (tmp_path / "bad.wav").write_text("not audio")
+    paths = [str(p) for p, _ in english_clips[:3]] + [str(tmp_path / "gone.wav"), str(tmp_path / "bad.wav")]
+    out = tmp_path / "results.json"
+    summary = transcribe("tiny-random", paths, TranscribeOptions(**FAST), output_file=out, progress=False)
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert doc["model"] == "tiny-random" and doc["backend"] == "hf"
+    assert [r["path"] for r in doc["results"]] == paths
+    assert [r["error"] is None for r in doc["results"]] == [True, True, True, False, False]
+    assert len(summary.failed) == 2 and "2 failed" in summary.describe()
+    srt = tmp_path / "one.srt"
+    transcribe("tiny-random", paths[:1], TranscribeOptions(**FAST), output_file=srt, progress=False)
+    first = srt.read_text().split("\n")
+    assert first[0] == "1" and first[1].startswith("00:00:0") and " --> 00:00:0" in first[1]
+
+
+# ---- the real tiny.en and base ------------------------------------------------------------------
+
+def run_script(args, capsys):
+    sys.path.insert(0, str(ROOT))
+    try:
+        import whisper_lora_inference
+    finally:
+        sys.path.pop(0)
+    code = whisper_lora_inference.main(args)
+    return code, capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_original_single_file_command(tmp_path, say, capsys, monkeypatch):
+    """python whisper_lora_inference.py --model_path M --audio_path audio/test.wav --language en --return_timestamps"""
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "test.wav").write_bytes(say(SENTENCES[1]).read_bytes())
+    monkeypatch.chdir(tmp_path)
+    code, out = run_script(["--model_path", "bundled:tiny.en", "--audio_path", "audio/test.wav", "--language", "en",
+                            "--return_timestamps"], capsys)
+    assert code == 0, out.err
+    line = out.out.strip()
+    assert line.startswith("[00:00.000 --> 00:0")
+    assert {"call", "back", "home", "tonight"} <= set(words(line))
+
+
+@pytest.mark.slow
+def test_original_list_command_with_two_bad_files(tmp_path, english_clips, capsys, monkeypatch):
+    (tmp_path / "audio").mkdir()
+    names = []
+    for i, (path, _) in enumerate(english_clips[:3]):
+        (tmp_path / "audio" / f"file{i}.wav").write_bytes(Path(path).read_bytes())
+        names.append(f"audio/file{i}.wav")
+    (tmp_path / "audio" / "broken.wav").write_bytes(b"RIFF....WAVE")
+    (tmp_path / "audio_list.txt").write_text("\n".join(names[:2] + ["audio/missing.wav", "audio/broken.wav",
+                                                                    names[2]]) + "\n")
+    monkeypatch.chdir(tmp_path)
+    code, out = run_script(["--model_path", "bundled:tiny.en", "--audio_list", "audio_list.txt",
+                            "--output_file", "results.json"], capsys)
+    assert code == 1  # some files failed
+    assert "3 of 5 files" in out.err and "2 failed" in out.err and "missing.wav" in out.err
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert [Path(r["path"]).name for r in results] == ["file0.wav", "file1.wav", "missing.wav", "broken.wav",
+                                                       "file2.wav"]
+    good = [r for r in results if r["error"] is None]
+    assert len(good) == 3
+    for r, (_, text) in zip(good, english_clips[:3]):
+        assert len(set(words(r["text"])) & set(words(text))) >= len(words(text)) // 2, r["text"]
+        assert r["language"] == "en" and r["segments"] and r["duration"] > 1
+
+
+@pytest.fixture(scope="module")
+def tiny_en(bundled_tiny_en):
+    model, processor = bundled_tiny_en
+    return Transcriber.from_model(model, processor, TranscribeOptions(), model_name="bundled:tiny.en")
+
+
+@pytest.mark.slow
+def test_thirty_seconds_of_silence_gives_no_text(tiny_en, tmp_path):
+    result = tiny_en.transcribe_array(np.zeros(30 * SAMPLE_RATE, dtype=np.float32))
+    assert result.text == "" and result.segments == []
+    quiet = np.random.default_rng(0).normal(0, 1e-3, 45 * SAMPLE_RATE).astype(np.float32)  # faint hiss, long form
+    assert tiny_en.transcribe_array(quiet).text == ""
+
+
+@pytest.mark.slow
+def test_long_file_keeps_every_sentence_in_order(tiny_en, say, tmp_path):
+    sentences = SENTENCES * 2  # 12 sentences with pauses: ~45 s, two windows and a border
+    path = joined([say(s) for s in sentences], 1.2, tmp_path / "long.wav")
+    result = next(tiny_en.transcribe_files([str(path)]))
+    assert result.duration > 40
+    hyp = words(result.text)
+    # every sentence's most distinctive word shows up, in order
+    anchors = ["fox", "call", "weather", "coffee", "station", "window"] * 2
+    position = -1
+    for word in anchors:
+        later = [i for i, w in enumerate(hyp) if w.startswith(word[:4]) and i > position]
+        assert later, f"{word!r} missing after position {position} in {result.text!r}"
+        position = later[0]
+    starts = [s.start for s in result.segments]
+    assert starts == sorted(starts) and all(s.start <= s.end for s in result.segments)
+    assert result.segments[-1].end == pytest.approx(result.duration, abs=3.0)
+
+
+@pytest.mark.slow
+def test_ct2_backend_gives_the_same_words(say, tmp_path):
+    paths = [str(say(s)) for s in SENTENCES[:3]]
+    options = TranscribeOptions(backend="ct2", batch_size=3, return_timestamps=True)
+    ct2 = Transcriber.from_spec("bundled:tiny.en", options)
+    assert ct2.backend.name == "ct2"
+    results = list(ct2.transcribe_files(paths))
+    for r, text in zip(results, SENTENCES):
+        assert len(set(words(r.text)) & set(words(text))) >= len(words(text)) // 2, r.text
+        assert r.segments and r.segments[0].end <= r.duration
+    long = ct2.transcribe_array(np.concatenate([load_audio(p) for p in paths * 4]))
+    assert long.duration > 30 and "fox" in words(long.text)
+
+
+@pytest.mark.slow
+def test_bundled_base_detects_english_and_mandarin(say):
+    t = Transcriber.from_spec("bundled:base", TranscribeOptions(batch_size=2, **FAST))
+    en, zh = t.transcribe_files([str(say(SENTENCES[0])), str(say("今天天气很好，我们去公园散步吧。", voice="cmn"))])
+    assert en.language == "en" and en.language_probability > 0.5
+    assert zh.language == "zh" and zh.language_probability > 0.3
+    assert isinstance(en, FileResult) and "fox" in words(en.text)
+
+
+# ---- packing short clips into shared windows ------------------------------------------------------
+
+def test_packing_plan_fills_windows_and_leaves_long_clips_alone():
+    from whisper_lora import packing
+
+    durations = [3.0, 12.0, 2.0, 8.0, 3.0, 29.0, 4.0]
+    windows, alone = packing.plan(durations)
+    assert alone == [1, 5]  # over MAX_CLIP_SECONDS
+    packed = sorted(i for w in windows for i in w.clips)
+    assert packed == [0, 2, 3, 4, 6]
+    for w in windows:
+        assert w.end <= packing.WINDOW_SECONDS
+        for (a, da), b in zip(zip(w.offsets, w.durations), w.offsets[1:]):
+            assert b == pytest.approx(a + da + packing.GAP_SECONDS)
+    assert packing.plan([3.0])[1] == [0]  # a window of one is no window
+
+
+def test_packing_split_hands_segments_back_and_flags_doubt():
+    from whisper_lora import packing
+    from whisper_lora.results import Segment
+
+    w = packing.Window(clips=[7, 3, 5], offsets=[0.0, 4.5, 9.0], durations=[3.0, 3.0, 3.0])
+    given, doubt = packing.split(w, [Segment(0.0, 2.9, "one"), Segment(4.6, 7.4, "two"),
+                                     Segment(7.6, 8.0, "tail of two")])
+    assert given[7] == [Segment(0.0, 2.9, "one")]
+    assert [s.text for s in given[3]] == ["two", "tail of two"]
+    assert given[3][0].start == pytest.approx(0.1) and given[3][1].end == pytest.approx(3.0)
+    assert doubt == {5}  # no text: maybe silence, maybe skipped; decoded alone
+    _, doubt = packing.split(w, [Segment(0.0, 6.0, "one two"), Segment(9.0, 11.0, "three")])
+    assert doubt == {7, 3}  # a segment across two clips cannot be divided
+
+
+def test_window_audio_places_each_clip_at_its_offset():
+    from whisper_lora import packing
+
+    clips = [np.ones(16000, dtype=np.float32), np.full(8000, 2.0, dtype=np.float32)]
+    w = packing.Window(clips=[1, 0], offsets=[0.0, 2.0], durations=[0.5, 1.0])
+    audio = packing.window_audio(w, clips)
+    assert audio[:8000].tolist() == [2.0] * 8000 and not audio[8000:32000].any()
+    assert audio[32000:48000].tolist() == [1.0] * 16000
+
+
+@pytest.mark.slow
+def test_packed_decoding_keeps_each_file_to_itself(bundled_tiny_en, english_clips, tmp_path):
+    model, processor = bundled_tiny_en
+    silent = write_wav(tmp_path / "silent.wav", np.zeros(4 * SAMPLE_RATE))
+    paths = [str(p) for p, _ in english_clips] + [str(silent)]
+    packed = list(Transcriber.from_model(model, processor, TranscribeOptions(pack=True, return_timestamps=True))
+                  .transcribe_files(paths))
+    assert [r.path for r in packed] == paths
+    assert packed[-1].text == ""
+    for r, (_, text) in zip(packed, english_clips):
+        assert len(set(words(r.text)) & set(words(text))) >= len(words(text)) // 2, (r.text, text)
+        assert all(0 <= s.start <= s.end <= r.duration for s in r.segments)
