@@ -297,7 +297,7 @@ def test_long_file_keeps_every_sentence_in_order(tiny_en, say, tmp_path):
     assert result.duration > 40
     hyp = words(result.text)
     # every sentence's most distinctive word shows up, in order
-    anchors = ["fox", "call", "weather", "coffee", "station", "window"] * 2
+    anchors = ["quick", "call", "weather", "coffee", "station", "window"] * 2
     position = -1
     for word in anchors:
         later = [i for i, w in enumerate(hyp) if w.startswith(word[:4]) and i > position]
@@ -319,16 +319,28 @@ def test_ct2_backend_gives_the_same_words(say, tmp_path):
         assert len(set(words(r.text)) & set(words(text))) >= len(words(text)) // 2, r.text
         assert r.segments and r.segments[0].end <= r.duration
     long = ct2.transcribe_array(np.concatenate([load_audio(p) for p in paths * 4]))
-    assert long.duration > 30 and "fox" in words(long.text)
+    assert long.duration > 30 and "lazy" in words(long.text)
 
 
 @pytest.mark.slow
-def test_bundled_base_detects_english_and_mandarin(say):
+def test_bundled_base_detects_languages_like_faster_whisper(say):
+    """English is found as en; espeak-ng's Mandarin is not found as zh by base (it hears th or en,
+    and faster-whisper's own detection agrees), so the check is against that reference."""
+    from faster_whisper import WhisperModel
+
+    from whisper_lora.ct2_backend import ct2_folder
+
+    en_path, zh_path = say(SENTENCES[0]), say("今天天气很好，我们去公园散步吧。", voice="cmn")
     t = Transcriber.from_spec("bundled:base", TranscribeOptions(batch_size=2, **FAST))
-    en, zh = t.transcribe_files([str(say(SENTENCES[0])), str(say("今天天气很好，我们去公园散步吧。", voice="cmn"))])
-    assert en.language == "en" and en.language_probability > 0.5
-    assert zh.language == "zh" and zh.language_probability > 0.3
-    assert isinstance(en, FileResult) and "fox" in words(en.text)
+    en, zh = t.transcribe_files([str(en_path), str(zh_path)])
+    assert en.language == "en" and en.language_probability > 0.5 and "lazy" in words(en.text)
+    reference = WhisperModel(str(ct2_folder("bundled:base")), device="cpu", compute_type="float32")
+    code, probability, _ = reference.detect_language(load_audio(zh_path))
+    assert zh.language == code and zh.language_probability == pytest.approx(probability, abs=0.05)
+    forced = Transcriber.from_spec("bundled:base", TranscribeOptions(language="zh", **FAST)).transcribe_array(
+        load_audio(zh_path))
+    assert forced.language == "zh" and forced.language_probability is None
+    assert any("\u4e00" <= c <= "\u9fff" for c in forced.text), forced.text
 
 
 # ---- packing short clips into shared windows ------------------------------------------------------
@@ -375,13 +387,21 @@ def test_window_audio_places_each_clip_at_its_offset():
 
 @pytest.mark.slow
 def test_packed_decoding_keeps_each_file_to_itself(bundled_tiny_en, english_clips, tmp_path):
+    """Each file's packed transcript matches its own transcript decoded alone, not a neighbour's."""
     model, processor = bundled_tiny_en
     silent = write_wav(tmp_path / "silent.wav", np.zeros(4 * SAMPLE_RATE))
     paths = [str(p) for p, _ in english_clips] + [str(silent)]
-    packed = list(Transcriber.from_model(model, processor, TranscribeOptions(pack=True, return_timestamps=True))
-                  .transcribe_files(paths))
+
+    def run(pack):
+        options = TranscribeOptions(pack=pack, return_timestamps=True, **FAST)
+        return list(Transcriber.from_model(model, processor, options).transcribe_files(paths))
+
+    alone, packed = run(False), run(True)
     assert [r.path for r in packed] == paths
     assert packed[-1].text == ""
-    for r, (_, text) in zip(packed, english_clips):
-        assert len(set(words(r.text)) & set(words(text))) >= len(words(text)) // 2, (r.text, text)
+    for i, r in enumerate(packed[:-1]):
+        own = set(words(alone[i].text))
+        assert len(set(words(r.text)) & own) >= len(own) * 2 // 3, (r.text, alone[i].text)
+        others = set().union(*(words(a.text) for j, a in enumerate(alone[:-1]) if j != i)) - own
+        assert not set(words(r.text)) & others - {"the", "a", "at", "to", "in", "of"}, (r.text, alone[i].text)
         assert all(0 <= s.start <= s.end <= r.duration for s in r.segments)

@@ -25,6 +25,11 @@ class WhisperTrainer(Seq2SeqTrainer):
     def __init__(self, *args, task: str = "transcribe", multilingual: bool = True, timestamps: bool = False,
                  **kwargs):
         super().__init__(*args, **kwargs)
+        # Whisper's forward takes **kwargs, so the Trainer assumes it normalises its loss by
+        # num_items_in_batch; it does not (it averages each batch itself), and the Trainer then
+        # skips dividing by gradient_accumulation_steps: loss and gradients come out N times too
+        # large (transformers 5.x). Saying the model takes no loss kwargs restores the division.
+        self.model_accepts_loss_kwargs = False
         self.whisper_task = task
         self.whisper_multilingual = multilingual
         self.whisper_timestamps = timestamps

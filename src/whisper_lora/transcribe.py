@@ -251,6 +251,9 @@ def transcribe(model: str | os.PathLike, audio_paths: list[str], options: Transc
     if not audio_paths:
         raise OptionsError("no audio to transcribe: give --audio_path or --audio_list")
     writer = None
+    if output_format is not None and output_file is None:
+        raise OptionsError(f"--output_format {output_format}: give --output_file too (without it, transcripts "
+                           "are printed as text)")
     if output_file is not None:
         fmt = format_for(output_file, output_format)
         if fmt in ("srt", "vtt", "tsv") and not options.return_timestamps:
