@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import packing
 from .audio import SAMPLE_RATE
 from .errors import ModelLoadError, OptionsError
 from .guards import compression_ratio, is_silence
@@ -109,11 +110,6 @@ class CT2Backend:
         self.options = options.check_for_model(self.multilingual, model_name)
         self._tokenizers = {}
 
-    @property
-    def files_per_call(self) -> int:
-        """How many short files decode_short gets at once: one batch."""
-        return self.options.batch_size
-
     def _tokenizer(self, language: str):
         from faster_whisper.tokenizer import Tokenizer
 
@@ -123,16 +119,38 @@ class CT2Backend:
         return self._tokenizers[language]
 
     def _features(self, audios: list[np.ndarray]) -> np.ndarray:
-        from faster_whisper.audio import pad_or_trim
+        # Pad the audio (not the spectrogram) to 30 s, as Whisper's and HF's feature extractors do:
+        # zero mel frames differ from the log-mel of silence, and that changed ~1 in 4 transcripts
+        # against the HF backend on the same weights.
+        n_samples = 30 * 16000
+        return np.stack([self.model.feature_extractor(a, padding=max(0, n_samples - len(a)))[..., :3000]
+                         for a in audios])
 
-        # faster-whisper's extractor gives one frame more than Whisper's; drop it, as its batched pipeline does.
-        return np.stack([pad_or_trim(self.model.feature_extractor(a)[..., :-1]) for a in audios])
+    @property
+    def packing(self) -> bool:
+        """Pack short clips into shared windows: asked for, and the language is known up front."""
+        return self.options.pack and self.options.language is not None
+
+    @property
+    def files_per_call(self) -> int:
+        """How many short files decode_short should get at once: a batch, or a batch of windows."""
+        return self.options.batch_size * (packing.PACK_FACTOR if self.packing else 1)
 
     def decode_short(self, audios: list[np.ndarray]) -> list[Decoded]:
-        """Audio of at most 30 s each, decoded as one batch."""
+        """Audio of at most 30 s each (any number of files; batched by batch_size)."""
+        if self.packing and len(audios) > 1:
+            return packing.decode_packed(audios, self._decode_batch, self.options)
+        out = []
+        for start in range(0, len(audios), self.options.batch_size):
+            out += self._decode_batch(audios[start:start + self.options.batch_size])[0]
+        return out
+
+    def _decode_batch(self, audios: list[np.ndarray], timestamps: bool | None = None, retry: bool = True):
+        """One batch: (Decoded per audio, trouble per audio), as HFBackend._decode_batch."""
         from faster_whisper.transcribe import get_suppressed_tokens
 
         opts = self.options
+        timestamps = opts.return_timestamps if timestamps is None else timestamps
         durations = [len(a) / SAMPLE_RATE for a in audios]
         encoded = self.model.encode(self._features(audios))
         if opts.language is None and self.multilingual:
@@ -140,21 +158,21 @@ class CT2Backend:
                      for tok_probs in self.model.model.detect_language(encoded)]
         else:
             langs = [(opts.language or "en", None)] * len(audios)
-        prompts = [self.model.get_prompt(self._tokenizer(code), [], without_timestamps=not opts.return_timestamps)
+        prompts = [self.model.get_prompt(self._tokenizer(code), [], without_timestamps=not timestamps)
                    for code, _ in langs]
         tokenizer = self._tokenizer(langs[0][0])
         results = self.model.model.generate(
             encoded, prompts, beam_size=opts.beam_size, max_length=self.model.max_length,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True,
             suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])))
-        decoded, retry = [], []
+        decoded, failed = [], []
         for i, (result, (code, prob)) in enumerate(zip(results, langs)):
             tokens = result.sequences_ids[0]
             # faster-whisper's mean log-probability: the score covers the tokens plus the end token.
             avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
             segments = split_timestamped(tokens, tokenizer.timestamp_begin, tokenizer.eot,
                                          tokenizer.decode, durations[i])
-            if not opts.return_timestamps and segments:
+            if not timestamps and segments:
                 segments = [Segment(0.0, durations[i], " ".join(s.text for s in segments))]
             decoded.append(Decoded(segments, code, prob))
             text = " ".join(s.text for s in segments)
@@ -164,11 +182,15 @@ class CT2Backend:
                 continue
             looping = (opts.compression_ratio_threshold is not None
                        and compression_ratio(text) > opts.compression_ratio_threshold)
-            if (looping or unreliable) and len(opts.temperatures) > 1:
-                retry.append(i)
-        for i in retry:
+            truncated = len(prompts[i]) + len(tokens) >= self.model.max_length
+            if looping or unreliable or truncated:
+                failed.append(i)
+        trouble = [i in failed for i in range(len(audios))]
+        if not (retry and failed and len(opts.temperatures) > 1):
+            return decoded, trouble
+        for i in failed:
             decoded[i] = self._sequential(audios[i], decoded[i].language, decoded[i].language_probability)
-        return decoded
+        return decoded, [False] * len(audios)
 
     def _sequential(self, audio: np.ndarray, language: str, probability: float | None) -> Decoded:
         """faster-whisper's WhisperModel.transcribe: openai-whisper's algorithm, fallback included."""
