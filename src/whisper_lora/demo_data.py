@@ -96,7 +96,9 @@ class Voice:
 #     en-029+m3 43.9%, en-us:200 44.9%, en-gb-scotland 45.5%, en-gb-scotland+f3 55.1%, en-029 83.4%
 #   bundled base CER (language zh): cmn 364.5%, cmn+f3 385.7%, cmn-latn-pinyin 128.7%,
 #     cmn-latn-pinyin+m3 84.9%, cmn-latn-pinyin+f3 57.3% (over 100%: repetition loops)
-# With metrics.py's normalisation on the 40 default test sentences: en-gb-x-gbclan 24.0%, en-us 13.2%.
+# With metrics.py's normalisation on the 40 default test sentences: en-gb-x-gbclan 24.0%, en-us 13.2%;
+# after LoRA on the 240 default training clips (r 32, lr 1e-3, batch 8, 2 epochs, encoder and
+# decoder attention + MLP): 0.8% and 1.1%, so the voice is learnable and the other voice gains too.
 # Mandarin uses cmn-latn-pinyin: espeak-ng 1.51's plain "cmn" voice reads most characters as pinyin
 # spelt out in English ("们" -> "men five"); cmn-latn-pinyin speaks the same readings as Mandarin.
 @dataclass(frozen=True)
