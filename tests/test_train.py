@@ -401,3 +401,18 @@ def test_real_tiny_en_keeps_timestamps_after_fine_tuning(say, english_clips, tmp
     assert all(start < end <= len(audio) / 16000 + 0.5 for start, end in times), times
     assert all(b[0] >= a[1] for a, b in zip(times, times[1:])), times
     assert "window" in " ".join(o["text"] for o in offsets).lower()  # the second sentence is there
+
+
+def test_out_of_memory_advice_names_the_fixes():
+    from whisper_lora.train import out_of_memory_advice
+    from whisper_lora.train_options import TrainOptions
+
+    opts = TrainOptions.__new__(TrainOptions)  # the advice reads flags only; skip path checks
+    for name, value in dict(per_device_train_batch_size=4, gradient_accumulation_steps=2,
+                            gradient_checkpointing=False, fp16=False, bf16=False).items():
+        object.__setattr__(opts, name, value)
+    advice = out_of_memory_advice(opts)
+    assert "--per_device_train_batch_size 2 --gradient_accumulation_steps 4" in advice
+    assert "--gradient_checkpointing" in advice and "--fp16" in advice and "smaller model" in advice
+    object.__setattr__(opts, "gradient_checkpointing", True)
+    assert "--gradient_checkpointing" not in out_of_memory_advice(opts)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import Collator, LabelMaker, SpeechDataset, Tokens, timestamped_rows, usable_rows
-from .errors import OptionsError
+from .errors import OptionsError, WhisperLoraError
 from .train_options import TrainOptions
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,10 @@ def train(options: TrainOptions) -> TrainResult:
 
     trainer = _make_trainer(options, model, processor, train_set, eval_set, output_dir, precision, cuda, resume,
                             tokens.multilingual)
-    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    try:
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except torch.cuda.OutOfMemoryError as exc:
+        raise WhisperLoraError(out_of_memory_advice(options)) from exc
 
     trainer.save_model(str(output_dir))  # the adapter (safetensors) and its config; rank 0 only
     state = trainer.state
@@ -423,3 +426,19 @@ def _netrc_has(host: str) -> bool:
         return host in path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
+
+
+def out_of_memory_advice(options: TrainOptions) -> str:
+    """What to change when the GPU runs out of memory (the original README's first trouble)."""
+    tips = []
+    if options.per_device_train_batch_size > 2:
+        tips.append(f"--per_device_train_batch_size 2 --gradient_accumulation_steps "
+                    f"{options.gradient_accumulation_steps * options.per_device_train_batch_size // 2} "
+                    "(same effective batch)")
+    if not options.gradient_checkpointing:
+        tips.append("--gradient_checkpointing")
+    if not (options.fp16 or options.bf16):
+        tips.append("--fp16 (or --bf16 on Ampere and newer)")
+    tips.append("a smaller model (whisper-small or base)")
+    return ("CUDA out of memory while training; try: " + "; ".join(tips) +
+            ". Finished checkpoints in --output_dir are kept: add --resume_from_checkpoint latest.")
