@@ -93,6 +93,7 @@ class CT2Backend:
 
     def __init__(self, folder: str | os.PathLike, options: TranscribeOptions, model_name: str = "model"):
         try:
+            import ctranslate2
             from faster_whisper import BatchedInferencePipeline, WhisperModel
         except ImportError as exc:
             raise ModelLoadError("--backend ct2 needs faster-whisper: pip install 'whisper-lora[ct2]'") from exc
@@ -101,10 +102,21 @@ class CT2Backend:
         device = pick_device(options.device)
         if device not in ("cpu",) and not device.startswith("cuda"):
             raise OptionsError(f"--backend ct2 runs on cpu or cuda, not {device}; use --backend hf")
-        precision = options.resolved_precision(device)
-        compute_type = options.compute_type or COMPUTE_TYPES[precision]
-        self.model = WhisperModel(str(folder), device="cuda" if device.startswith("cuda") else "cpu",
-                                  compute_type=compute_type, cpu_threads=_cpu_threads() if device == "cpu" else 0)
+        ct2_device = "cuda" if device.startswith("cuda") else "cpu"
+        supported = ctranslate2.get_supported_compute_types(ct2_device)
+        if options.compute_type:
+            if options.compute_type not in supported | {"default", "auto"}:
+                raise OptionsError(f"--compute_type {options.compute_type}: not supported on this {ct2_device}; "
+                                   f"choose one of {', '.join(sorted(supported))}")
+            compute_type = options.compute_type
+        else:
+            compute_type = COMPUTE_TYPES[options.resolved_precision(device)]
+            if compute_type not in supported:
+                log.warning("%s is not supported by CTranslate2 on this %s; using its default instead",
+                            compute_type, ct2_device)
+                compute_type = "default"
+        self.model = WhisperModel(str(folder), device=ct2_device, compute_type=compute_type,
+                                  cpu_threads=_cpu_threads() if device == "cpu" else 0)
         self.pipeline = BatchedInferencePipeline(self.model)
         self.multilingual = bool(self.model.model.is_multilingual)
         self.options = options.check_for_model(self.multilingual, model_name)
@@ -161,8 +173,9 @@ class CT2Backend:
         prompts = [self.model.get_prompt(self._tokenizer(code), [], without_timestamps=not timestamps)
                    for code, _ in langs]
         tokenizer = self._tokenizer(langs[0][0])
+        limit = min(self.model.max_length, max(map(len, prompts)) + opts.max_new_tokens)
         results = self.model.model.generate(
-            encoded, prompts, beam_size=opts.beam_size, max_length=self.model.max_length,
+            encoded, prompts, beam_size=opts.beam_size, max_length=limit,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True,
             suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])))
         decoded, failed = [], []
@@ -182,7 +195,7 @@ class CT2Backend:
                 continue
             looping = (opts.compression_ratio_threshold is not None
                        and compression_ratio(text) > opts.compression_ratio_threshold)
-            truncated = len(prompts[i]) + len(tokens) >= self.model.max_length
+            truncated = len(prompts[i]) + len(tokens) >= limit
             if looping or unreliable or truncated:
                 failed.append(i)
         trouble = [i in failed for i in range(len(audios))]
@@ -200,7 +213,7 @@ class CT2Backend:
             temperature=list(opts.temperatures), compression_ratio_threshold=opts.compression_ratio_threshold,
             log_prob_threshold=opts.logprob_threshold, no_speech_threshold=opts.no_speech_threshold,
             condition_on_previous_text=opts.condition_on_previous_text,
-            without_timestamps=not opts.return_timestamps, vad_filter=False)
+            without_timestamps=not opts.return_timestamps, vad_filter=False, max_new_tokens=opts.max_new_tokens)
         return Decoded(_segments(segments, len(audio) / SAMPLE_RATE), language, probability)
 
     def decode_long(self, audios: list[np.ndarray]) -> list[Decoded]:

@@ -12,6 +12,8 @@ Short audio (<= 30 s) is decoded in batches the way openai-whisper decodes one w
 transformers' own `generate` fallback would run the encoder a second time for its no-speech
 check, which on a CPU costs as much as the decoding; here it only serves the rare retries.
 
+With options.pack and a known language, several short files share one window (packing.py).
+
 Long audio (> 30 s) goes through transformers' sequential long-form `generate`: 30-second windows
 that advance to the last complete timestamped segment (so no words are cut or repeated at window
 borders), the previous window's text as a prompt, temperature fallback and no-speech detection.
@@ -27,8 +29,8 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutput
 
-from .audio import N_SAMPLES, SAMPLE_RATE
 from . import packing
+from .audio import N_SAMPLES, SAMPLE_RATE
 from .guards import compression_ratio, is_silence
 from .models import pick_device
 from .results import Decoded, Segment, split_timestamped
@@ -36,7 +38,27 @@ from .transcribe_options import TranscribeOptions
 
 log = logging.getLogger(__name__)
 
-PACK_FACTOR = 6  # with packing, decode_short gets this many batches of files: ~one batch of windows
+# transformers' generate warns about choices made here on purpose: suppress lists passed beside
+# the generation config (ours replace its lists), max_new_tokens beside the config's max_length
+# (the cap wins, as meant), and no attention mask on the decoder prompt (Whisper's prompts are
+# never padded). Users would read them as problems of theirs.
+GENERATE_NOISE = ("Passing `generation_config` together with", "seem to have been set",
+                  "The attention mask is not set with a batched input")
+
+
+class _GenerateNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        return not any(noise in message for noise in GENERATE_NOISE)
+
+
+def quiet_generate_warnings() -> None:
+    logger = logging.getLogger("transformers.generation.utils")
+    if not any(isinstance(f, _GenerateNoise) for f in logger.filters):
+        logger.addFilter(_GenerateNoise())
+
+
+quiet_generate_warnings()
 
 
 class _Suppress(LogitsProcessor):
@@ -106,7 +128,10 @@ class _TokenLogprobs(LogitsProcessor):
 
 
 class HFBackend:
-    """Decodes 16 kHz float32 arrays with a transformers Whisper model; see the module docstring."""
+    """Decodes 16 kHz float32 arrays with a transformers Whisper model; see the module docstring.
+
+    The model is moved to the chosen device (and dtype, on a GPU) and put in eval mode: a caller
+    that goes on training it calls model.train() afterwards."""
 
     name = "hf"
 
@@ -211,48 +236,17 @@ class HFBackend:
     @property
     def files_per_call(self) -> int:
         """How many short files decode_short should get at once: a batch, or a batch of windows."""
-        return self.options.batch_size * (PACK_FACTOR if self.packing else 1)
+        return self.options.batch_size * (packing.PACK_FACTOR if self.packing else 1)
 
     @torch.inference_mode()
     def decode_short(self, audios: list[np.ndarray]) -> list[Decoded]:
         """Audio of at most 30 s each (any number of files; batched by batch_size)."""
         if self.packing and len(audios) > 1:
-            return self._decode_packed(audios)
+            return packing.decode_packed(audios, self._decode_batch, self.options)
         out = []
         for start in range(0, len(audios), self.options.batch_size):
             out += self._decode_batch(audios[start:start + self.options.batch_size])[0]
         return out
-
-    def _decode_packed(self, audios: list[np.ndarray]) -> list[Decoded]:
-        """Short clips packed several to a window (see packing.py); doubtful clips decoded alone."""
-        size = self.options.batch_size
-        windows, alone = packing.plan([len(a) / SAMPLE_RATE for a in audios])
-        results: list[Decoded | None] = [None] * len(audios)
-        for start in range(0, len(windows), size):
-            batch = windows[start:start + size]
-            decoded, trouble = self._decode_batch([packing.window_audio(w, audios) for w in batch],
-                                                  timestamps=True, retry=False)
-            for w, dec, bad in zip(batch, decoded, trouble):
-                given, doubt = packing.split(w, dec.segments)
-                if bad:
-                    doubt = set(w.clips)
-                alone += sorted(doubt)
-                for i, segs in given.items():
-                    if i not in doubt:
-                        results[i] = Decoded(self._clip_segments(segs, len(audios[i])), dec.language, None)
-        if alone:
-            log.debug("packing: %d of %d clips decoded alone", len(alone), len(audios))
-        alone.sort()
-        for start in range(0, len(alone), size):
-            idx = alone[start:start + size]
-            for i, dec in zip(idx, self._decode_batch([audios[i] for i in idx])[0]):
-                results[i] = dec
-        return results
-
-    def _clip_segments(self, segments: list[Segment], samples: int) -> list[Segment]:
-        if self.options.return_timestamps or not segments:
-            return segments
-        return [Segment(0.0, samples / SAMPLE_RATE, " ".join(s.text for s in segments))]
 
     def _decode_batch(self, audios: list[np.ndarray], timestamps: bool | None = None, retry: bool = True):
         """One batch: (Decoded per audio, trouble per audio).
@@ -273,7 +267,7 @@ class HFBackend:
             out = self.whisper.generate(
                 encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
                 return_timestamps=timestamps, num_beams=opts.beam_size, do_sample=False,
-                temperature=0.0, compression_ratio_threshold=None, logprob_threshold=None,
+                temperature=0.0, max_new_tokens=opts.max_new_tokens, compression_ratio_threshold=None, logprob_threshold=None,
                 no_speech_threshold=None, force_unique_generate_call=True,
                 return_dict_in_generate=True, output_scores=opts.beam_size > 1,
                 suppress_tokens=None, begin_suppress_tokens=None,
@@ -289,7 +283,8 @@ class HFBackend:
             generated = sequences[i, prompt_length:].tolist()
             tokens = [t for t in generated if t != self.eos]
             if timestamps:
-                segments = split_timestamped(tokens, self.timestamp_begin, self.eos, self.tokenizer.decode, durations[i])
+                segments = split_timestamped(tokens, self.timestamp_begin, self.eos, self.tokenizer.decode,
+                                             durations[i])
             else:
                 text = self._text(tokens)
                 segments = [Segment(0.0, durations[i], text)] if text else []
@@ -331,7 +326,10 @@ class HFBackend:
                 logprob_threshold=opts.logprob_threshold, no_speech_threshold=opts.no_speech_threshold,
                 condition_on_prev_tokens=opts.condition_on_previous_text if long else False,
                 suppress_tokens=None, begin_suppress_tokens=None, logits_processor=self._processors(prompt_length),
-                return_segments=True, **self._language_kwargs(languages))
+                return_segments=True, **self._language_kwargs(languages),
+                # Long audio leaves the length to transformers: the previous text's prompt (up to
+                # 223 tokens) shares the 448 positions, and it fits max_new_tokens around it.
+                **({} if long else {"max_new_tokens": opts.max_new_tokens}))
         segments = out["segments"]
         if not long:
             # Without timestamps, the single segment of a short file spans the whole window.

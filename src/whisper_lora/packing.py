@@ -12,17 +12,21 @@ that got no text (it may be silence, which only a window of its own can tell).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .results import Segment
+from .results import Decoded, Segment
+
+log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 30.0
 GAP_SECONDS = 1.5  # silence between clips: long enough for Whisper to end a segment there
 MAX_CLIP_SECONDS = 10.0  # longer clips gain little from sharing a window and decode alone
 STRADDLE_SECONDS = 0.3  # a segment overlapping two clips by more than this each is ambiguous
+PACK_FACTOR = 6  # a backend that packs takes this many batches of files at once: ~a batch of windows
 
 
 @dataclass
@@ -88,3 +92,40 @@ def split(w: Window, segments: list[Segment]) -> tuple[dict[int, list[Segment]],
         given[w.clips[k]].append(Segment(start, min(max(seg.end - off, start), dur), seg.text))
     doubt.update(i for i, segs in given.items() if not segs)
     return given, doubt
+
+
+def decode_packed(audios: list[np.ndarray], decode_batch, options) -> list[Decoded]:
+    """Decode short clips packed into windows, batch_size windows at a time.
+
+    decode_batch(audios, timestamps=..., retry=...) -> (Decoded per audio, trouble per audio) is
+    the backend's one-batch decoder; trouble means the text failed the guards or was cut off."""
+    size = options.batch_size
+    windows, alone = plan([len(a) / SAMPLE_RATE for a in audios])
+    results: list[Decoded | None] = [None] * len(audios)
+    for start in range(0, len(windows), size):
+        batch = windows[start:start + size]
+        decoded, trouble = decode_batch([window_audio(w, audios) for w in batch], timestamps=True, retry=False)
+        for w, dec, bad in zip(batch, decoded, trouble):
+            given, doubt = split(w, dec.segments)
+            if bad:
+                doubt = set(w.clips)
+            alone += sorted(doubt)
+            for i, segs in given.items():
+                if i not in doubt:
+                    results[i] = Decoded(_as_asked(segs, len(audios[i]), options.return_timestamps),
+                                         dec.language, None)
+    if alone:
+        log.debug("packing: %d of %d clips decoded alone", len(alone), len(audios))
+    alone.sort()
+    for start in range(0, len(alone), size):
+        idx = alone[start:start + size]
+        for i, dec in zip(idx, decode_batch([audios[i] for i in idx])[0]):
+            results[i] = dec
+    return results
+
+
+def _as_asked(segments: list[Segment], samples: int, timestamps: bool) -> list[Segment]:
+    """Without timestamps a short file is one segment over its whole length, as when decoded alone."""
+    if timestamps or not segments:
+        return segments
+    return [Segment(0.0, samples / SAMPLE_RATE, " ".join(s.text for s in segments))]

@@ -22,6 +22,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # log-probability is below -1 is unreliable: both are decoded again at the next temperature.
 # A window whose <|nospeech|> probability is above 0.6 and whose text is also unreliable is silence.
 DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+MAX_NEW_TOKENS = 440  # the decoder's 448 positions less the longest start prompt
 
 
 def normalize_language(language: str | None) -> str | None:
@@ -69,6 +70,10 @@ class TranscribeOptions:
     # hf: transformers; ct2: CTranslate2 through faster-whisper (needs a CTranslate2 folder);
     # auto: ct2 when the model is a CTranslate2 folder, else hf.
     backend: str = "auto"
+    # Most tokens decoded for one short file or window: openai-whisper's sample_len (half the
+    # decoder's 448 positions). A repetition loop stops here instead of running to 448, and the
+    # temperature fallback then gets its turn. 30 s of speech is rarely over 150 tokens.
+    max_new_tokens: int = 224
     # Temperatures tried in turn on a window that fails the checks below (0 = greedy / beam).
     temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES
     # Gzip compression ratio above which a window counts as a repetition loop. None: no check.
@@ -104,6 +109,8 @@ class TranscribeOptions:
             raise OptionsError(f"--batch_size {self.batch_size}: must be at least 1")
         if self.beam_size < 1:
             raise OptionsError(f"--beam_size {self.beam_size}: must be at least 1 (1 is greedy decoding)")
+        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
+            raise OptionsError(f"max_new_tokens {self.max_new_tokens}: use 1 to {MAX_NEW_TOKENS}")
         if not self.temperatures or any(t < 0 for t in self.temperatures):
             raise OptionsError(f"temperatures {self.temperatures}: need at least one, none negative")
 

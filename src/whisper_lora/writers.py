@@ -1,11 +1,11 @@
 """Output formats: one small writer class per format, chosen by the output file's extension.
 
 Every writer receives results one at a time, as each file finishes, and keeps its output file
-complete and valid on disk at all times (write a temporary file, then os.replace), so an
-interrupted run keeps what was done. Formats:
+complete and valid on disk at all times (write a temporary file, then os.replace); the file is
+rewritten after each result (throttled to every FLUSH_SECONDS beyond EAGER_RESULTS results) and at
+the end, also after an interruption, so an interrupted run keeps what was done. Formats:
 
-  .json  {"model": ..., "backend": ..., "task": ..., "results": [FileResult.to_dict(), ...]}, rewritten at most
-         every FLUSH_SECONDS (and at the end) so a 10,000-file list does not rewrite 10,000 times
+  .json  {"model": ..., "backend": ..., "task": ..., "results": [FileResult.to_dict(), ...]}
   .txt   the transcript; with several files, each preceded by a "### path" line
   .tsv   one table for all files: path, start, end (seconds), text; one row per segment
   .srt / .vtt  subtitles of one file; with several input files, one subtitle file per input
@@ -24,7 +24,8 @@ from .errors import OptionsError
 from .results import FileResult
 
 FORMATS = ("json", "txt", "tsv", "srt", "vtt")
-FLUSH_SECONDS = 2.0  # longest time a finished result may sit in memory before reaching the disk
+EAGER_RESULTS = 1000  # up to this many results, the file is rewritten after every one (cheap: ~100 kB)
+FLUSH_SECONDS = 2.0  # beyond that, at most this often (and at the end)
 
 
 def atomic_write(path: str | os.PathLike, text: str) -> None:
@@ -62,23 +63,30 @@ def format_for(path: str | os.PathLike, output_format: str | None = None) -> str
 
 
 class Writer:
-    """Base: add(result) after each file, close() at the end (also after an interruption)."""
+    """Base: add(result) after each file, close() at the end (also after an interruption).
+
+    The whole file is rewritten (atomically) after each of the first EAGER_RESULTS results, then
+    at most every FLUSH_SECONDS and at close, so a 100,000-file list does not rewrite a growing
+    file 100,000 times."""
 
     def __init__(self, path: str | os.PathLike, n_files: int, meta: dict | None = None):
         self.path = Path(path)
         self.n_files = n_files  # how many inputs the run has: decides single- vs multi-file layout
         self.meta = dict(meta or {})  # run facts (model, backend, task) for formats that have room
         self.results: list[FileResult] = []
+        self._last_flush = 0.0
 
     def add(self, result: FileResult) -> None:
         self.results.append(result)
-        self.write()
+        if len(self.results) <= EAGER_RESULTS or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            self.write()
 
     def close(self) -> None:
         self.write()
 
     def write(self) -> None:
         atomic_write(self.path, self.render())
+        self._last_flush = time.monotonic()
 
     def render(self) -> str:
         raise NotImplementedError
@@ -91,19 +99,6 @@ class Writer:
 
 
 class JsonWriter(Writer):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._last_flush = 0.0
-
-    def add(self, result: FileResult) -> None:
-        self.results.append(result)
-        if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
-            self.write()
-
-    def write(self) -> None:
-        super().write()
-        self._last_flush = time.monotonic()
-
     def render(self) -> str:
         doc = {**self.meta, "results": [r.to_dict() for r in self.results]}
         return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
