@@ -121,6 +121,29 @@ def test_dataset_items(english, english_clips):
     assert (last - maker.tokens.timestamp_begin) * 0.02 <= 10
 
 
+def test_joined_timestamp_items(english, english_clips):
+    """Timestamped training items join utterances with pauses: one segment each, in order,
+    inside the joined audio; and they stay within 30 s and the label limit."""
+    _, processor, maker = english
+    rows = [Row(i + 1, str(path), text) for i, (path, text) in enumerate(english_clips)]
+    data = SpeechDataset(rows, processor, maker, None, timestamped=frozenset(range(len(rows))), join=True, seed=1)
+    tok, begin = processor.tokenizer, maker.tokens.timestamp_begin
+    counts = []
+    for i in range(len(rows)):
+        labels = data[i]["labels"]
+        stamps = [(t - begin) * 0.02 for t in labels if t >= begin]
+        counts.append(len(stamps) // 2)
+        assert stamps == sorted(stamps) and stamps[-1] <= 30
+        assert rows[i].text.split()[0] in tok.decode(labels, skip_special_tokens=True)  # row i is in it
+    assert max(counts) >= 2 and min(counts) >= 1  # some items hold several utterances
+    assert data[2]["labels"] == data[2]["labels"]  # the same item every time (every process, resume)
+    tight = SpeechDataset(rows, processor, maker, None, timestamped=frozenset(range(len(rows))), join=True,
+                          seed=1, max_label_length=20)
+    for i in range(len(rows)):  # over the limit only when row i alone is (usable_rows drops those rows)
+        labels = tight[i]["labels"]
+        assert len(labels) <= 20 or sum(t >= begin for t in labels) == 2
+
+
 # --- row filtering -------------------------------------------------------------------------------
 
 def write_manifest(folder, rows, name="m.json"):
@@ -209,3 +232,34 @@ def test_max_samples_takes_the_first_usable_rows(english, english_clips, tmp_pat
                               + [{"audio_path": str(p), "text": t} for p, t in english_clips[:3]])
     rows, report = usable_rows(manifest, maker, None, max_seconds=30, max_samples=2)
     assert [r.number for r in rows] == [2, 3] and report.kept == 2 and len(report.dropped) == 1
+
+
+# --- encoder cache (--freeze_encoder) ---------------------------------------------------------------
+
+def test_encoder_cache_gives_the_loss_of_a_full_forward(english, english_clips):
+    """Cached encoder outputs give the same loss as running the encoder; the budget is kept."""
+    import torch
+
+    from whisper_lora.encoder_cache import EncoderCache
+
+    model, processor, maker = english
+    rows = [Row(i + 1, str(path), text) for i, (path, text) in enumerate(english_clips[:3])]
+    data = SpeechDataset(rows, processor, maker, None)
+    batch = Collator(model.config.decoder_start_token_id)([data[i] for i in range(3)])
+    assert batch["index"] == [0, 1, 2]
+    encoder = model.get_encoder()
+    with torch.no_grad():
+        direct = model(input_features=batch["input_features"], labels=batch["labels"]).loss
+        one_clip = encoder(batch["input_features"][:1]).last_hidden_state[0]
+        cache = EncoderCache(max_bytes=2 * one_clip.numel() * one_clip.element_size())
+        for _ in range(2):  # first computes, then looks up
+            hidden = cache(encoder, batch["input_features"], batch["index"])
+            cached = model(encoder_outputs=(hidden,), labels=batch["labels"]).loss
+            assert torch.allclose(cached, direct, atol=1e-5)
+    assert sorted(cache.stored) == [0, 1]  # room for two clips: the third is encoded every time
+    # A stale entry would be used as is: the cache trusts that index i is always the same clip.
+    cache.stored[0] = torch.zeros_like(cache.stored[0])
+    with torch.no_grad():
+        changed = model(encoder_outputs=(cache(encoder, batch["input_features"], batch["index"]),),
+                        labels=batch["labels"]).loss
+    assert not torch.allclose(changed, direct, atol=1e-3)

@@ -17,9 +17,14 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 from .errors import ModelLoadError
+
+# peft asks transformers a question transformers has renamed (is_gradient_checkpointing): noise
+# on every adapter load and training run, not a problem of the user's.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated", category=FutureWarning)
 
 TRAINING_CONFIG = "training_config.json"  # written by train.py; holds "base_model"
 ADAPTER_CONFIG = "adapter_config.json"

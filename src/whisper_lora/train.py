@@ -47,6 +47,8 @@ class TrainResult:
     best_checkpoint: str | None  # checkpoint the kept adapter came from
     train_metrics: dict = field(default_factory=dict)  # train_loss, train_runtime, ... from the Trainer
     data: dict = field(default_factory=dict)  # per split: rows, kept, dropped with reasons
+    processes: int = 1  # processes that trained together
+    distributed: str = "NO"  # accelerate's distributed type: NO, MULTI_CPU, MULTI_GPU, ...
 
 
 def train(options: TrainOptions) -> TrainResult:
@@ -73,7 +75,8 @@ def train(options: TrainOptions) -> TrainResult:
                                            max_samples=options.max_train_samples, **limits)
     share = options.resolved_timestamp_share
     train_set = SpeechDataset(train_rows, processor, labels, options.language,
-                              timestamped_rows(train_rows, share, options.seed))
+                              timestamped_rows(train_rows, share, options.seed), join=True, seed=options.seed,
+                              max_label_length=options.max_label_length)
     eval_set, data = None, {"train": train_report.as_dict()}
     if options.validation_file:
         eval_rows, eval_report = usable_rows(options.validation_file, labels, options.language,
@@ -103,13 +106,17 @@ def train(options: TrainOptions) -> TrainResult:
     except torch.cuda.OutOfMemoryError as exc:
         raise WhisperLoraError(out_of_memory_advice(options)) from exc
 
+    if trainer.encoder_cache is not None:
+        log.info("frozen encoder: %d clips encoded once and reused (%.0f MB)", len(trainer.encoder_cache.stored),
+                 trainer.encoder_cache.bytes / 1e6)
     trainer.save_model(str(output_dir))  # the adapter (safetensors) and its config; rank 0 only
     state = trainer.state
     baseline = _baseline(state.log_history)
     best = _best_eval(state.log_history, state.best_global_step) if eval_set is not None else None
     result = TrainResult(output_dir=output_dir, global_step=state.global_step, baseline=baseline, best=best,
                          best_checkpoint=state.best_model_checkpoint, train_metrics=dict(output.metrics),
-                         data=data)
+                         data=data, processes=trainer.accelerator.num_processes,
+                         distributed=str(trainer.accelerator.distributed_type).split(".")[-1])
     if trainer.is_world_process_zero():
         processor.save_pretrained(str(output_dir))
         model.generation_config.save_pretrained(str(output_dir))
@@ -184,6 +191,7 @@ def _make_trainer(options: TrainOptions, model, processor, train_set, eval_set, 
     from transformers.integrations import TensorBoardCallback
     from transformers.trainer_callback import ProgressCallback
 
+    from .encoder_cache import EncoderCache
     from .trainer import (CheckpointExtrasCallback, FinalStepCallback, LossProgressCallback, WhisperTrainer,
                           compute_metrics_fn)
 
@@ -202,7 +210,11 @@ def _make_trainer(options: TrainOptions, model, processor, train_set, eval_set, 
         learning_rate=options.learning_rate, weight_decay=options.weight_decay,
         warmup_steps=options.warmup_steps, lr_scheduler_type=options.lr_scheduler_type,
         max_grad_norm=options.max_grad_norm,
-        fp16=precision == "fp16", bf16=precision == "bf16", use_cpu=not cuda and precision == "bf16",
+        fp16=precision == "fp16", bf16=precision == "bf16",
+        # Without a GPU, say so: accelerate then runs several processes as MULTI_CPU (gloo), with
+        # gradients synchronised and validation results gathered; left out, each process would
+        # train on its shard alone (transformers 5 / accelerate 1.x on a GPU-less machine).
+        use_cpu=not cuda and not _mps_available(),
         **_checkpointing_args(options.gradient_checkpointing),
         logging_steps=options.logging_steps, logging_first_step=True,
         eval_strategy="steps" if evaluate else "no", eval_steps=options.resolved_eval_steps if evaluate else None,
@@ -230,7 +242,8 @@ def _make_trainer(options: TrainOptions, model, processor, train_set, eval_set, 
         compute_metrics=compute_metrics_fn(tokenizer, eval_set) if evaluate else None,
         callbacks=[tensorboard, FinalStepCallback(evaluate),
                    CheckpointExtrasCallback(output_dir, model.generation_config)],
-        task=options.task, multilingual=multilingual, timestamps=options.timestamps)
+        task=options.task, multilingual=multilingual, timestamps=options.timestamps,
+        encoder_cache=EncoderCache() if options.freeze_encoder else None)
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(LossProgressCallback())
     return trainer
@@ -363,7 +376,8 @@ def _eval_only(entry: dict) -> dict:
 
 
 def metrics_summary(result: TrainResult, history: list[dict]) -> dict:
-    return {"global_step": result.global_step, "baseline": result.baseline, "best": result.best,
+    return {"global_step": result.global_step, "processes": result.processes, "distributed": result.distributed,
+            "baseline": result.baseline, "best": result.best,
             "best_checkpoint": result.best_checkpoint, "train": result.train_metrics,
             "data": {k: {kk: v for kk, v in d.items() if kk != "dropped_rows"} for k, d in result.data.items()},
             "log_history": history}
@@ -401,6 +415,12 @@ def _cpu_has_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def _mps_available() -> bool:
+    import torch
+
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
 def _setup_wandb(options: TrainOptions, output_dir: Path) -> None:

@@ -83,7 +83,7 @@ class TrainOptions:
     freeze_encoder: bool = False
 
     # --- training ----------------------------------------------------------------------------
-    num_train_epochs: float = 5.0  # passes over the training set (fractions allowed)
+    num_train_epochs: float = 3.0  # passes over the training set (fractions allowed)
     max_steps: int = -1  # optimizer steps to run; overrides num_train_epochs when > 0
     per_device_train_batch_size: int = 8  # clips per forward pass on each device
     per_device_eval_batch_size: int | None = None  # None: the training batch size

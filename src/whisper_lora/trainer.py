@@ -1,9 +1,10 @@
 """The pieces train.py hands to the Hugging Face Trainer: the trainer subclass, callbacks and metrics.
 
-WhisperTrainer changes one thing in Seq2SeqTrainer: validation transcripts are generated with
+WhisperTrainer changes two things in Seq2SeqTrainer: validation transcripts are generated with
 each clip's own language (and the run's task) forced on the decoder, as transcription will do,
-instead of letting the model guess it; and the batch's `language` list is kept out of the
-model's forward pass.
+instead of letting the model guess it; and with a frozen encoder, training steps take the
+encoder's output from an EncoderCache instead of running the encoder again. The batch's
+`language` and `index` lists are kept out of the model's forward pass.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ from transformers import Seq2SeqTrainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 from .data import IGNORE_INDEX
+from .hf_backend import quiet_generate_warnings
 from .metrics import CER_LANGUAGES, Counts, error_rates
+
+quiet_generate_warnings()  # validation generates too
 
 log = logging.getLogger(__name__)
 
 
 class WhisperTrainer(Seq2SeqTrainer):
     def __init__(self, *args, task: str = "transcribe", multilingual: bool = True, timestamps: bool = False,
-                 **kwargs):
+                 encoder_cache=None, **kwargs):
         super().__init__(*args, **kwargs)
         # Whisper's forward takes **kwargs, so the Trainer assumes it normalises its loss by
         # num_items_in_batch; it does not (it averages each batch itself), and the Trainer then
@@ -33,9 +37,16 @@ class WhisperTrainer(Seq2SeqTrainer):
         self.whisper_task = task
         self.whisper_multilingual = multilingual
         self.whisper_timestamps = timestamps
+        self.encoder_cache = encoder_cache  # EncoderCache, only when the encoder is frozen
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        inputs = {k: v for k, v in inputs.items() if k != "language"}
+        indices = inputs.get("index")
+        inputs = {k: v for k, v in inputs.items() if k not in ("language", "index")}
+        # Training batches only: validation items have indices of their own set.
+        if self.encoder_cache is not None and model.training and indices is not None:
+            encoder = self.accelerator.unwrap_model(model).get_encoder()
+            hidden = self.encoder_cache(encoder, inputs.pop("input_features"), list(indices))
+            inputs["encoder_outputs"] = (hidden,)
         return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                     num_items_in_batch=num_items_in_batch)
 
@@ -43,7 +54,7 @@ class WhisperTrainer(Seq2SeqTrainer):
         import torch
 
         languages = inputs.get("language")
-        inputs = {k: v for k, v in inputs.items() if k != "language"}
+        inputs = {k: v for k, v in inputs.items() if k not in ("language", "index")}
         if prediction_loss_only:
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
         inputs = self._prepare_inputs(inputs)
@@ -89,7 +100,8 @@ def compute_metrics_fn(tokenizer, eval_set):
         for ref, hyp in list(zip(references, hypotheses))[:2]:
             log.info("  reference: %s\n  generated: %s", ref, hyp)
         wer, cer = words.rate, chars.rate
-        return {"wer": wer, "cer": cer, "error_rate": cer if cer_first else wer, "metric": "cer" if cer_first else "wer"}
+        return {"wer": wer, "cer": cer, "error_rate": cer if cer_first else wer, "metric": "cer" if cer_first else "wer",
+                "utterances": len(hypotheses)}
 
     return compute_metrics
 
