@@ -92,7 +92,11 @@ def run_demo(opts: DemoOptions) -> DemoResult:
     train(TrainOptions(model_name_or_path=base, train_file=str(data.train), validation_file=str(data.validation),
                        output_dir=str(model_dir), language=opts.language,
                        num_train_epochs=opts.epochs or sizes["epochs"], seed=opts.seed,
-                       overwrite_output_dir=True))
+                       # Adapters in the decoder, each clip encoded once (EncoderCache): about 4x
+                       # less arithmetic, which is what fits 15 minutes on 2 CPU cores. Adapters in
+                       # the encoder too (the train command's default) learn a voice better, at
+                       # 3-4x the time: benchmarks/RESULTS.md has both.
+                       freeze_encoder=True, overwrite_output_dir=True))
 
     print("[4/6] Measuring the fine-tuned model")
     after = _evaluate([str(model_dir)], data.test, opts.language, None).results[0]
