@@ -234,3 +234,13 @@ def test_damaged_ct2_model_bin(tmp_path, tiny_ct2_folder):
     (copy / "model.bin").write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelLoadError, match="truncated"):
         load_model(str(copy), cache_dir=tmp_path / "c")
+
+
+def test_package_exports_resolve():
+    """Every name in whisper_lora.__all__ imports (the lazy ones on first use)."""
+    import whisper_lora
+
+    for name in whisper_lora.__all__:
+        assert getattr(whisper_lora, name) is not None, name
+    with pytest.raises(AttributeError):
+        whisper_lora.no_such_name

@@ -5,6 +5,27 @@ from .audio import SAMPLE_RATE, audio_duration, load_audio
 from .manifest import Row, ValidationReport, checked_rows, format_report, read_manifest, validate_manifest
 from .models import load_model, pick_device
 
+# The rest is imported on first use (PEP 562), so `import whisper_lora` stays fast and light.
+# The functions train/transcribe/evaluate/merge/export share their modules' names (a package
+# attribute that importing the module replaces), so they are imported from their modules:
+# `from whisper_lora.train import train`.
+_LAZY = {
+    "TrainOptions": ".train_options", "TrainResult": ".train",
+    "TranscribeOptions": ".transcribe_options", "Transcriber": ".transcribe", "read_audio_list": ".transcribe",
+    "FileResult": ".results", "Segment": ".results", "EvaluateOptions": ".evaluate",
+    "MergeOptions": ".merge", "ExportOptions": ".export", "DemoOptions": ".demo", "run_demo": ".demo",
+    "error_rates": ".metrics",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -24,4 +45,5 @@ __all__ = [
     "pick_device",
     "read_manifest",
     "validate_manifest",
+    *_LAZY,
 ]
