@@ -119,6 +119,9 @@ def test_generation_config_complete_and_timestamps_work(say, bundled_tiny_en):
     gc = model.generation_config
     assert gc.no_timestamps_token_id == 50362 and gc.alignment_heads and gc.suppress_tokens
     assert not gc.is_multilingual
+    tokenizer = processor.tokenizer  # as OpenAI's HF tokenizers: <|endoftext|> pads (the HF blog's collator)
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id == gc.eos_token_id == 50256
+    assert tokenizer.pad([{"input_ids": [1, 2]}, {"input_ids": [3]}])["input_ids"][1] == [3, 50256]
     audio = _audio(say(SENTENCES[1]))
     features = processor(audio, sampling_rate=16000, return_tensors="pt").input_features
     out = model.generate(features, return_timestamps=True)

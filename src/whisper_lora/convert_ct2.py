@@ -176,7 +176,11 @@ def build_processor(folder: Path, n_mels: int):
     from tokenizers import AddedToken
     from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperTokenizer
 
-    tokenizer = WhisperTokenizer(tokenizer_file=str(folder / "tokenizer.json"))
+    # As in OpenAI's own HF tokenizers: <|endoftext|> is unk, bos, eos and pad, so recipes that pad
+    # labels with tokenizer.pad (the HF blog's collator) work.
+    end = "<|endoftext|>"
+    tokenizer = WhisperTokenizer(tokenizer_file=str(folder / "tokenizer.json"), unk_token=end, bos_token=end,
+                                 eos_token=end, pad_token=end)
     # Whisper's tokenizer finds the first timestamp id as "last special id + 1", so every
     # special token (sot, languages, tasks, notimestamps) must be registered, in id order.
     added = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))["added_tokens"]

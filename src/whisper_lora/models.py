@@ -62,8 +62,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# Part of every cache key: raise it when a converter's output changes, so old caches are not reused.
+CONVERTER_VERSION = 2  # 2: tokenizer has its pad/bos/eos/unk tokens (<|endoftext|>)
+
+
 def _cached_conversion(key: str, cache_dir: Path, convert) -> Path:
     """Run convert(tmp_dir) once per key; the result appears atomically at cache_dir/converted/key."""
+    key = f"{key}-v{CONVERTER_VERSION}"
     target = cache_dir / "converted" / key
     if (target / "config.json").is_file():
         return target
