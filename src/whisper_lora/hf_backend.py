@@ -241,12 +241,7 @@ class HFBackend:
     @torch.inference_mode()
     def decode_short(self, audios: list[np.ndarray]) -> list[Decoded]:
         """Audio of at most 30 s each (any number of files; batched by batch_size)."""
-        if self.packing and len(audios) > 1:
-            return packing.decode_packed(audios, self._decode_batch, self.options)
-        out = []
-        for start in range(0, len(audios), self.options.batch_size):
-            out += self._decode_batch(audios[start:start + self.options.batch_size])[0]
-        return out
+        return packing.decode_short(audios, self._decode_batch, self.options, self.packing)
 
     def _decode_batch(self, audios: list[np.ndarray], timestamps: bool | None = None, retry: bool = True):
         """One batch: (Decoded per audio, trouble per audio).

@@ -94,6 +94,17 @@ def split(w: Window, segments: list[Segment]) -> tuple[dict[int, list[Segment]],
     return given, doubt
 
 
+def decode_short(audios: list[np.ndarray], decode_batch, options, packing: bool) -> list[Decoded]:
+    """A backend's decode_short: short audio in batches of batch_size, or packed into windows
+    when the backend packs (see decode_packed for decode_batch)."""
+    if packing and len(audios) > 1:
+        return decode_packed(audios, decode_batch, options)
+    out = []
+    for start in range(0, len(audios), options.batch_size):
+        out += decode_batch(audios[start:start + options.batch_size])[0]
+    return out
+
+
 def decode_packed(audios: list[np.ndarray], decode_batch, options) -> list[Decoded]:
     """Decode short clips packed into windows, batch_size windows at a time.
 
