@@ -16,8 +16,8 @@ import sys
 
 
 def main(argv=None) -> int:
+    from whisper_lora.cli import run_command
     from whisper_lora.cli.transcribe import add_arguments, run
-    from whisper_lora.errors import WhisperLoraError
 
     parser = argparse.ArgumentParser(description="Transcribe audio with Whisper and a LoRA adapter.")
     add_arguments(parser, extended=False)
@@ -25,14 +25,7 @@ def main(argv=None) -> int:
     if not (args.audio_path or args.audio_list):
         parser.error("give --audio_path FILE or --audio_list TXT")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        return run(args)
-    except WhisperLoraError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(run, args)
 
 
 if __name__ == "__main__":

@@ -41,8 +41,14 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
+    return run_command(args.func, args)
+
+
+def run_command(func, args) -> int:
+    """func(args) as a command: its exit status, or 1 with the message of a WhisperLoraError
+    (no traceback: the message says what to do), 130 on Ctrl-C."""
     try:
-        return int(args.func(args) or 0)
+        return int(func(args) or 0)
     except WhisperLoraError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
