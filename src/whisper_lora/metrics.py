@@ -37,12 +37,14 @@ CHINESE = frozenset({"zh", "yue"})
 
 
 def language_code(language: str | None) -> str | None:
-    """'en', 'English', 'english' -> 'en'; None stays None. Unknown names are an OptionsError."""
+    """'en', 'English', 'english', '<|en|>' -> 'en'; None stays None. Unknown names are an OptionsError."""
     if language is None or language == "":
         return None
     from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
     lang = language.strip().lower()
+    if lang.startswith("<|") and lang.endswith("|>"):  # the language token itself
+        lang = lang[2:-2]
     if lang in LANGUAGES:
         return lang
     if lang in TO_LANGUAGE_CODE:

@@ -29,17 +29,18 @@ def normalize_language(language: str | None) -> str | None:
     """'zh', 'Chinese', 'mandarin', '<|zh|>' -> 'zh'; None stays None (detect)."""
     if language is None:
         return None
-    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+    from .metrics import language_code
 
-    key = language.strip().lower()
-    if key.startswith("<|") and key.endswith("|>"):
-        key = key[2:-2]
-    if key in LANGUAGES:
-        return key
-    if key in TO_LANGUAGE_CODE:
-        return TO_LANGUAGE_CODE[key]
-    raise OptionsError(f"--language {language!r}: not a Whisper language; use a code such as en, zh, ja, de, fr "
-                       f"(all {len(LANGUAGES)}: {', '.join(sorted(LANGUAGES))})")
+    try:
+        code = language_code(language)
+    except OptionsError:
+        code = None
+    if code is None:  # unknown, or empty: detection is asked for by leaving --language out
+        from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+        raise OptionsError(f"--language {language!r}: not a Whisper language; use a code such as en, zh, ja, de, fr "
+                           f"(all {len(LANGUAGES)}: {', '.join(sorted(LANGUAGES))})")
+    return code
 
 
 @dataclass(frozen=True)
