@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import av
 import numpy as np
 import soundfile
 import soxr
@@ -56,6 +55,8 @@ def decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         else:
             with sound:
                 return _not_empty(path, _read_all(path, sound)), sound.samplerate
+    import av  # here, not at the top: WAV/FLAC never need FFmpeg, and loading it costs start-up time
+
     try:
         samples, rate = _decode_with_pyav(path)
     except (av.FFmpegError, ValueError, IndexError) as exc:
@@ -74,6 +75,8 @@ def audio_duration(path: str | os.PathLike) -> float:
                 return info.frames / info.samplerate
         except (soundfile.LibsndfileError, RuntimeError, ValueError):
             pass  # not what the suffix says: let PyAV or the decoder report it
+    import av
+
     try:
         with av.open(str(path)) as container:
             if container.streams.audio:
@@ -101,6 +104,8 @@ def _read_all(path: Path, sound: soundfile.SoundFile) -> np.ndarray:
 
 
 def _decode_with_pyav(path: Path) -> tuple[np.ndarray, int]:
+    import av
+
     with av.open(str(path)) as container:
         if not container.streams.audio:
             raise ValueError("the file has no audio stream")
