@@ -6,7 +6,7 @@ batch, with the <|nospeech|> probability and scores it returns used the way open
 them; a file whose text loops or is unreliable is decoded again with faster-whisper's own
 temperature fallback. Long audio goes through faster-whisper's BatchedInferencePipeline: Silero
 VAD cuts it at pauses into pieces of at most 30 s, decoded in batches, so silence is skipped and
-nothing is cut mid-word.
+nothing is cut mid-word (or, with long_form "sequential", through its sequential transcribe).
 """
 
 from __future__ import annotations
@@ -200,20 +200,27 @@ class CT2Backend:
             decoded[i] = self._sequential(audios[i], decoded[i].language, decoded[i].language_probability)
         return decoded, [False] * len(audios)
 
-    def _sequential(self, audio: np.ndarray, language: str, probability: float | None) -> Decoded:
-        """faster-whisper's WhisperModel.transcribe: openai-whisper's algorithm, fallback included."""
+    def _sequential(self, audio: np.ndarray, language: str | None, probability: float | None) -> Decoded:
+        """faster-whisper's WhisperModel.transcribe: openai-whisper's algorithm, fallback included.
+        language None: detected by faster-whisper (on the first 30 s) and reported."""
         opts = self.options
-        segments, _ = self.model.transcribe(
+        segments, info = self.model.transcribe(
             audio, language=language, task=opts.task, beam_size=opts.beam_size, best_of=1,
             temperature=list(opts.temperatures), compression_ratio_threshold=opts.compression_ratio_threshold,
             log_prob_threshold=opts.logprob_threshold, no_speech_threshold=opts.no_speech_threshold,
             condition_on_previous_text=opts.condition_on_previous_text,
             without_timestamps=not opts.return_timestamps, vad_filter=False, max_new_tokens=opts.max_new_tokens)
-        return Decoded(_segments(segments, len(audio) / SAMPLE_RATE), language, probability)
+        segments = _segments(segments, len(audio) / SAMPLE_RATE)  # a generator: decoding happens here
+        if language is None:
+            return Decoded(segments, info.language, float(info.language_probability))
+        return Decoded(segments, language, probability)
 
     def decode_long(self, audios: list[np.ndarray]) -> list[Decoded]:
-        """Audio over 30 s: VAD pieces decoded in batches by faster-whisper's batched pipeline."""
+        """Audio over 30 s: VAD pieces decoded in batches by faster-whisper's batched pipeline, or
+        with long_form "sequential" faster-whisper's sequential transcribe."""
         opts = self.options
+        if opts.long_form == "sequential":
+            return [self._sequential(audio, opts.language, None) for audio in audios]
         out = []
         for audio in audios:
             segments, info = self.pipeline.transcribe(

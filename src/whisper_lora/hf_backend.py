@@ -14,9 +14,12 @@ check, which on a CPU costs as much as the decoding; here it only serves the rar
 
 With options.pack and a known language, several short files share one window (packing.py).
 
-Long audio (> 30 s) goes through transformers' sequential long-form `generate`: 30-second windows
-that advance to the last complete timestamped segment (so no words are cut or repeated at window
-borders), the previous window's text as a prompt, temperature fallback and no-speech detection.
+Long audio (> 30 s) is cut at its pauses into pieces of at most 30 s (chunking.py); the pieces
+of all the files given are decoded together in batches like short audio, with timestamps and one
+language per file, and each file's segments are put back on its own timeline. Silent pieces are
+skipped. With options.long_form "sequential", long audio goes through transformers' sequential
+long-form `generate` instead: 30-second windows that advance to the last complete timestamped
+segment, the previous window's text as a prompt, temperature fallback and no-speech detection.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutput
 
-from . import packing
+from . import chunking, packing
 from .audio import N_SAMPLES, SAMPLE_RATE
-from .guards import compression_ratio, is_silence
+from .guards import compression_ratio, is_quiet, is_silence
 from .models import pick_device
 from .results import Decoded, Segment, split_timestamped
 from .transcribe_options import TranscribeOptions
@@ -243,19 +246,24 @@ class HFBackend:
         """Audio of at most 30 s each (any number of files; batched by batch_size)."""
         return packing.decode_short(audios, self._decode_batch, self.options, self.packing)
 
-    def _decode_batch(self, audios: list[np.ndarray], timestamps: bool | None = None, retry: bool = True):
+    def _decode_batch(self, audios: list[np.ndarray], timestamps: bool | None = None, retry: bool = True,
+                      languages: list[str] | None = None):
         """One batch: (Decoded per audio, trouble per audio).
 
         trouble: the text failed the guards (loop / unreliable) or the decoding hit the length
         limit. With retry, such audio is decoded again with temperature fallback here and
-        trouble is all False; without, the caller decides."""
+        trouble is all False; without, the caller decides. languages: a code per audio, forced
+        (no detection, no probability); None: settled as usual (options.language, or detected)."""
         opts = self.options
         durations = [len(a) / SAMPLE_RATE for a in audios]
         features, _ = self._features(audios)
         with self._autocast():
             encoder_hidden = self.whisper.model.encoder(features).last_hidden_state
             lang_probs, no_speech = self._first_step(encoder_hidden)
-            langs = self._settle_languages(lang_probs, len(audios))
+            if languages is not None:
+                langs = [(code, None) for code in languages]
+            else:
+                langs = self._settle_languages(lang_probs, len(audios))
             timestamps = opts.return_timestamps if timestamps is None else timestamps
             prompt_length = 1 + (2 if self.multilingual else 0) + (0 if timestamps else 1)
             logprobs = _TokenLogprobs(self.eos, prompt_length) if opts.beam_size == 1 else None
@@ -300,18 +308,20 @@ class HFBackend:
             return results, trouble
         log.debug("temperature fallback for %d of %d files", len(failed), len(audios))
         redone = self._generate_with_fallback([audios[i] for i in failed], [langs[i][0] for i in failed],
-                                              temperatures=opts.temperatures[1:], long=False)
+                                              temperatures=opts.temperatures[1:], long=False, timestamps=timestamps)
         for i, segs in zip(failed, redone):
             results[i].segments = self._segments_from_generate(segs, durations[i])
         return results, [False] * len(audios)
 
-    def _generate_with_fallback(self, audios, languages, temperatures, long: bool):
+    def _generate_with_fallback(self, audios, languages, temperatures, long: bool, timestamps: bool | None = None):
         """transformers' own decoding with temperature fallback and no-speech detection.
 
-        Returns, per audio, transformers' segment dicts (start, end, tokens)."""
+        Returns, per audio, transformers' segment dicts (start, end, tokens). timestamps (short
+        audio): timed segments, or one segment over the whole audio; None: options.return_timestamps.
+        Long audio always has timestamps."""
         opts = self.options
         features, mask = self._features(audios, long=long)
-        timestamps = long or opts.return_timestamps
+        timestamps = long or (opts.return_timestamps if timestamps is None else timestamps)
         prompt_length = 1 + (2 if self.multilingual else 0) + (0 if timestamps else 1)
         with self._autocast():
             out = self.whisper.generate(
@@ -326,27 +336,54 @@ class HFBackend:
                 # 223 tokens) shares the 448 positions, and it fits max_new_tokens around it.
                 **({} if long else {"max_new_tokens": opts.max_new_tokens}))
         segments = out["segments"]
-        if not long:
+        if not timestamps:
             # Without timestamps, the single segment of a short file spans the whole window.
-            return [[{**s, "start": 0.0, "end": len(a) / SAMPLE_RATE} for s in segs] if not opts.return_timestamps
-                    else segs for segs, a in zip(segments, audios)]
+            return [[{**s, "start": 0.0, "end": len(a) / SAMPLE_RATE} for s in segs]
+                    for segs, a in zip(segments, audios)]
         return segments
 
     # ---- long audio ----------------------------------------------------------------------------
 
     @torch.inference_mode()
     def decode_long(self, audios: list[np.ndarray]) -> list[Decoded]:
-        """Audio over 30 s, decoded whole by sequential 30-second windows (batched across files)."""
-        durations = [len(a) / SAMPLE_RATE for a in audios]
+        """Audio over 30 s: pieces cut at pauses, decoded in batches (or sequentially; see the module)."""
+        langs = self._file_languages(audios)
+        if self.options.long_form == "sequential":
+            return self._decode_sequential(audios, langs)
+        opts = self.options
+        pieces = []  # (file, first sample, audio) of every piece with sound in it, in file and time order
+        for f, audio in enumerate(audios):
+            for a, b in chunking.cut_at_pauses(audio):
+                if not is_quiet(audio[a:b], opts):
+                    pieces.append((f, a, audio[a:b]))
+        segments: list[list[Segment]] = [[] for _ in audios]
+        for start in range(0, len(pieces), opts.batch_size):
+            batch = pieces[start:start + opts.batch_size]
+            decoded, _ = self._decode_batch([piece for _, _, piece in batch], timestamps=True,
+                                            languages=[langs[f][0] for f, _, _ in batch])
+            for (f, a, _), dec in zip(batch, decoded):
+                offset, duration = a / SAMPLE_RATE, len(audios[f]) / SAMPLE_RATE
+                for seg in dec.segments:
+                    begin = min(seg.start + offset, duration)
+                    segments[f].append(Segment(begin, max(begin, min(seg.end + offset, duration)), seg.text))
+        return [Decoded(sorted(segs, key=lambda s: s.start), code, prob)
+                for segs, (code, prob) in zip(segments, langs)]
+
+    def _file_languages(self, audios: list[np.ndarray]):
+        """Per file: (code, probability or None), detected on its first 30 s when not given."""
         if self.options.language is None and self.multilingual:
             # Detect on the first 30 s, as openai-whisper does, so the probability can be reported.
             features, _ = self._features([a[:N_SAMPLES] for a in audios])
             with self._autocast():
                 hidden = self.whisper.model.encoder(features).last_hidden_state
                 lang_probs, _ = self._first_step(hidden)
-            langs = self._settle_languages(lang_probs, len(audios))
-        else:
-            langs = self._settle_languages(None, len(audios))
+            return self._settle_languages(lang_probs, len(audios))
+        return self._settle_languages(None, len(audios))
+
+    def _decode_sequential(self, audios: list[np.ndarray], langs) -> list[Decoded]:
+        """transformers' sequential long-form decoding: 30-second windows one after another, each
+        conditioned on the previous text (batched across files)."""
+        durations = [len(a) / SAMPLE_RATE for a in audios]
         segments = self._generate_with_fallback(audios, [code for code, _ in langs],
                                                 temperatures=self.options.temperatures, long=True)
         return [Decoded(self._segments_from_generate(segs, d), code, prob)

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 __all__ = ["FileResult", "Segment", "TranscribeOptions", "Transcriber", "RunSummary", "read_audio_list",
            "transcribe"]
 
-LONG_SECONDS = 30.0  # longer files are decoded by sequential 30-second windows
+LONG_SECONDS = 30.0  # longer files go to decode_long (pieces cut at pauses, or sequential windows)
 WINDOW_BATCHES = 4  # files read ahead, in batches: enough to sort short files by length
 WINDOW_SECONDS = 1800.0  # but at most this much audio held in memory at once (~115 MB)
 QUIET_MARGIN = 0.5  # seconds around a segment also checked for sound: its times are approximate

@@ -16,6 +16,7 @@ TASKS = ("transcribe", "translate")
 BACKENDS = ("auto", "hf", "ct2")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+LONG_FORMS = ("batched", "sequential")
 
 # openai-whisper's defaults for the guards against its known failures (whisper/transcribe.py):
 # a window whose text compresses better than 2.4 (gzip) is a repetition loop, one whose mean token
@@ -86,8 +87,14 @@ class TranscribeOptions:
     # Audio whose loudest 100 ms stays below this level (dB full scale) is silence: empty text,
     # not decoded. Speech is rarely below -45 dBFS; None turns the check off.
     silence_threshold_db: float | None = -50.0
-    # Feed the previous window's text as a prompt in long files: consistent spelling and style
-    # across windows; it is dropped after a hot (temperature >= 0.5) fallback so loops do not spread.
+    # How files over 30 s are decoded. "batched": cut at pauses into pieces of at most 30 s, decoded
+    # together in batches of batch_size (one language per file): faster, but no piece sees the text
+    # before it. "sequential": 30-second windows one after another, each prompted with the previous
+    # text (openai-whisper's algorithm; transformers' long-form generate, faster-whisper's transcribe).
+    long_form: str = "batched"
+    # Feed the previous window's text as a prompt in long files (long_form "sequential"): consistent
+    # spelling and style across windows; it is dropped after a hot (temperature >= 0.5) fallback so
+    # loops do not spread.
     condition_on_previous_text: bool = True
     # Where converted and downloaded models are cached (None: ~/.cache/whisper-lora and the HF cache).
     cache_dir: str | None = None
@@ -106,6 +113,9 @@ class TranscribeOptions:
             raise OptionsError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise OptionsError(f"--device {self.device!r}: use one of {', '.join(DEVICES)} (or cuda:N)")
+        if self.long_form not in LONG_FORMS:
+            raise OptionsError(f"--long_form {self.long_form!r}: use batched (pieces cut at pauses, decoded "
+                               "together) or sequential (30-second windows one after another)")
         if self.batch_size < 1:
             raise OptionsError(f"--batch_size {self.batch_size}: must be at least 1")
         if self.beam_size < 1:

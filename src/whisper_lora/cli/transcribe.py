@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..transcribe_options import BACKENDS, DEVICES, TASKS
+from ..transcribe_options import BACKENDS, DEVICES, LONG_FORMS, TASKS
 from ..writers import FORMATS
 
 
 def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
     """The original README's inference flags; extended adds the whisper-lora extras
-    (positional files, --model alias, --fp32, --cache_dir, --compute_type, --pack, --quiet)."""
+    (positional files, --model alias, --fp32, --cache_dir, --compute_type, --pack, --long_form, --quiet)."""
     names = ["--model_path", "--model"] if extended else ["--model_path"]
     p.add_argument(*names, dest="model_path", required=True, metavar="SPEC",
                    help="a training output folder (base model + LoRA adapter), a merged or Hugging Face model "
@@ -55,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
         p.add_argument("--pack", action="store_true",
                        help="pack several short files into each 30-second window (language known: given or an "
                             "English-only model): several times faster on CPU; files in doubt are decoded alone")
+        p.add_argument("--long_form", choices=LONG_FORMS, default="batched",
+                       help="files over 30 s: batched (cut at pauses into pieces decoded together; default) or "
+                            "sequential (30-second windows one after another, each prompted with the previous text)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(precision="auto")
 
@@ -76,7 +79,7 @@ def run(args) -> int:
         language=args.language, task=args.task, return_timestamps=args.return_timestamps, batch_size=args.batch_size,
         beam_size=args.beam_size, device=args.device, precision=args.precision, merge=args.merge,
         backend=args.backend, pack=getattr(args, "pack", False), cache_dir=getattr(args, "cache_dir", None),
-        compute_type=getattr(args, "compute_type", None))
+        compute_type=getattr(args, "compute_type", None), long_form=getattr(args, "long_form", "batched"))
     paths = list(getattr(args, "files", None) or []) + list(args.audio_path or [])
     if args.audio_list:
         paths += read_audio_list(args.audio_list)
