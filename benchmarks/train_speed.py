@@ -1,6 +1,6 @@
 """Training throughput: whisper-lora's trainer (defaults) against a plain reference recipe.
 
-    python benchmarks/train_speed.py [--samples 192] [--batch 8]
+    python benchmarks/train_speed.py [--samples 192] [--batch 8] [--variants ours,ours-unpacked,ours-frozen]
 
 Both train bundled:tiny.en on the same espeak-ng clips, the same number of samples, one after the
 other in fresh processes (so each peak RSS is its own). The reference is written here the way the
@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import dataset, emit, matmul_peak, parse_result, peak_rss_mb  # noqa: E402
 
 BASE = "bundled:tiny.en"
-# ours: the train command's defaults; ours-frozen: the same with --freeze_encoder (what the demo runs)
-VARIANTS = ("reference", "ours", "ours-frozen")
+# ours: the train command's defaults (each batch's clips packed into shared windows); ours-unpacked:
+# --no_pack_clips, one clip per window; ours-frozen: --freeze_encoder (what the demo runs)
+VARIANTS = ("reference", "ours", "ours-unpacked", "ours-frozen")
 
 
 def step_flops(model, batch) -> float:
@@ -96,7 +97,7 @@ def run_reference(data, out: Path, samples: int, batch: int) -> dict:
     return {"wall": wall, "steps": steps, "audio_seconds": audio_seconds(rows), "flops_per_step": flops}
 
 
-def run_ours(data, out: Path, samples: int, batch: int, freeze_encoder: bool = False) -> dict:
+def run_ours(data, out: Path, samples: int, batch: int, freeze_encoder: bool = False, pack: bool = True) -> dict:
     from whisper_lora.manifest import read_manifest
     from whisper_lora.train import train
     from whisper_lora.train_options import TrainOptions
@@ -107,31 +108,34 @@ def run_ours(data, out: Path, samples: int, batch: int, freeze_encoder: bool = F
     start = time.perf_counter()
     result = train(TrainOptions(model_name_or_path=BASE, train_file=str(data.train), output_dir=str(out),
                                 max_steps=steps, per_device_train_batch_size=batch, logging_steps=max(1, steps // 4),
-                                save_steps=10 ** 6, overwrite_output_dir=True, freeze_encoder=freeze_encoder))
+                                save_steps=10 ** 6, overwrite_output_dir=True, freeze_encoder=freeze_encoder,
+                                pack_clips=pack))
     wall = time.perf_counter() - start
-    flops = _our_step_flops(out, rows[:batch])
+    flops = _our_step_flops(out, rows[:batch], pack and not freeze_encoder)
     return {"wall": wall, "steps": result.global_step, "audio_seconds": audio_seconds(rows),
             "flops_per_step": flops}
 
 
-def _our_step_flops(out: Path, rows) -> float:
-    """FLOPs of one step of the trained adapter on a batch built as the reference builds it
-    (same shapes: 30 s features, the labels' token counts)."""
-    import torch
-
+def _our_step_flops(out: Path, rows, pack: bool) -> float:
+    """FLOPs of one step of the trained adapter on a batch of these rows as our trainer builds it
+    (packed into shared windows when it packs; a share of the targets timestamped)."""
     from whisper_lora import load_model
-    from whisper_lora.audio import load_audio
+    from whisper_lora.data import Collator, LabelMaker, SpeechDataset, Tokens, timestamped_rows
+    from whisper_lora.train_options import DEFAULT_TIMESTAMP_SHARE
+    from whisper_lora.window_packing import WindowPacker
 
     model, processor = load_model(str(out))
-    feats = processor.feature_extractor([load_audio(r.audio_path) for r in rows], sampling_rate=16000,
-                                        return_tensors="pt").input_features
-    labels = processor.tokenizer([r.text for r in rows], padding=True, return_tensors="pt").input_ids
+    maker = LabelMaker(processor.tokenizer, Tokens.of(model), "transcribe")
+    data = SpeechDataset(rows, processor, maker, "en", timestamped_rows(rows, DEFAULT_TIMESTAMP_SHARE, 42),
+                         raw=pack)
+    packer = WindowPacker(processor.feature_extractor, maker, 448) if pack else None
+    batch = Collator(model.config.decoder_start_token_id, packer=packer)([data[i] for i in range(len(rows))])
     for p in model.parameters():
         p.requires_grad_(False)
     for n, p in model.named_parameters():
         if "lora_" in n:
             p.requires_grad_(True)
-    return step_flops(model, {"input_features": feats, "labels": labels[:, 1:]})
+    return step_flops(model, {"input_features": batch["input_features"], "labels": batch["labels"]})
 
 
 def held_out_wer(adapter: Path, manifest: Path) -> float:
@@ -147,7 +151,8 @@ def child(variant: str, samples: int, batch: int) -> None:
     if variant == "reference":
         record = run_reference(data, out, samples, batch)
     else:
-        record = run_ours(data, out, samples, batch, freeze_encoder=variant == "ours-frozen")
+        record = run_ours(data, out, samples, batch, freeze_encoder=variant == "ours-frozen",
+                          pack=variant != "ours-unpacked")
     record["peak_rss_mb"] = peak_rss_mb()
     record["wer_after"] = held_out_wer(out, data.test)
     record["variant"] = variant
@@ -158,6 +163,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=192, help="training clips seen by each variant")
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help="comma list of " + ",".join(VARIANTS) + " (the reference always runs, first)")
     p.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -170,7 +177,8 @@ def main() -> int:
     print(f"matmul peak (2048^3): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
     base_wer = None
     results = {}
-    for variant in VARIANTS:
+    variants = ["reference"] + [v for v in args.variants.split(",") if v in VARIANTS and v != "reference"]
+    for variant in variants:
         proc = subprocess.run([sys.executable, __file__, "--child", variant, "--samples", str(args.samples),
                                "--batch", str(args.batch)], capture_output=True, text=True,
                               env={**os.environ, "TQDM_DISABLE": "1"})
@@ -186,7 +194,7 @@ def main() -> int:
               f"MFU {mfu32 * 100:5.1f}% of fp32 peak, {mfu16 * 100:5.1f}% of bf16 peak  "
               f"held-out WER {r['wer_after'] * 100:5.1f}%")
     ref = results["reference"]
-    for name in VARIANTS[1:]:
+    for name in variants[1:]:
         print(f"throughput ratio {name}/reference: {ref['wall'] / results[name]['wall']:.2f}x "
               f"({args.samples} samples, batch {args.batch}, {BASE})")
     print(json.dumps({"peaks_gflops": peaks, "results": results}, indent=1))

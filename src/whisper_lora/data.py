@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -170,7 +171,7 @@ class SpeechDataset:
 
     def __init__(self, rows: list[Row], processor, labels: LabelMaker, language: str | None,
                  timestamped: frozenset[int] = frozenset(), join: bool = False, seed: int = 0,
-                 max_label_length: int = 448):
+                 max_label_length: int = 448, raw: bool = False):
         self.rows = rows
         self.feature_extractor = processor.feature_extractor
         self.label_maker = labels
@@ -179,6 +180,7 @@ class SpeechDataset:
         self.join = join
         self.seed = seed
         self.max_label_length = max_label_length
+        self.raw = raw  # items carry audio, text and segments; window_packing.WindowPacker makes the rest
         self._same_language: dict = {}
         for j, lang in enumerate(self.languages):
             self._same_language.setdefault(lang, []).append(j)
@@ -190,7 +192,9 @@ class SpeechDataset:
         row, language = self.rows[i], self.languages[i]
         samples = audio.load_audio(row.audio_path)
         if i not in self.timestamped:
-            return self._item(i, samples, self.label_maker.labels(row.text, language), language)
+            return self._item(i, samples, language, row.text)
+        if self.raw:  # packed with other clips later, one segment per utterance
+            return self._item(i, samples, language, row.text, own_segments(samples, row))
         parts = [(samples, row)]
         rng = random.Random(f"{self.seed}|join|{i}")
         if self.join:
@@ -202,12 +206,17 @@ class SpeechDataset:
             joined, segments = _join(parts, rng)
             labels = self.label_maker.labels(row.text, language, segments, timestamps=True)
             if len(parts) == 1 or (len(joined) <= audio.N_SAMPLES and len(labels) <= self.max_label_length):
-                return self._item(i, joined, labels, language)
+                return self._item(i, joined, language, row.text, segments, labels)
             # Too long for one window or for the decoder: one utterance fewer, never row i itself.
             drop = max(k for k, (_, r) in enumerate(parts) if r is not row)
             parts = parts[:drop] + parts[drop + 1:]
 
-    def _item(self, i: int, samples: np.ndarray, labels: list[int], language: str | None) -> dict:
+    def _item(self, i: int, samples: np.ndarray, language: str | None, text: str,
+              segments: list[dict] | None = None, labels: list[int] | None = None) -> dict:
+        if self.raw:
+            return {"audio": samples, "text": text, "segments": segments, "language": language, "index": i}
+        if labels is None:
+            labels = self.label_maker.labels(text, language)
         features = self.feature_extractor(samples, sampling_rate=audio.SAMPLE_RATE,
                                           return_tensors="np").input_features[0]
         # index: the same i always gives the same item, so the trainer may cache its encoder output
@@ -228,14 +237,19 @@ def _join(parts: list[tuple[np.ndarray, Row]], rng: random.Random) -> tuple[np.n
             pieces.append(pause)
             offset += len(pause)
         start = offset / audio.SAMPLE_RATE
-        own = row.segments
-        if not own:
-            begin, end = speech_span(samples)
-            own = [{"start": begin, "end": end, "text": row.text}]
-        segments += [{"start": start + s["start"], "end": start + s["end"], "text": s["text"]} for s in own]
+        segments += [{"start": start + s["start"], "end": start + s["end"], "text": s["text"]}
+                     for s in own_segments(samples, row)]
         pieces.append(samples)
         offset += len(samples)
     return np.concatenate(pieces), segments
+
+
+def own_segments(samples: np.ndarray, row: Row) -> list[dict]:
+    """The row's segments, else one segment over its speech."""
+    if row.segments:
+        return row.segments
+    begin, end = speech_span(samples)
+    return [{"start": begin, "end": end, "text": row.text}]
 
 
 @dataclass
@@ -247,10 +261,15 @@ class Collator:
     the model's forward pass."""
 
     decoder_start_token_id: int
+    # Turns items that carry raw audio (SpeechDataset(raw=True)) into packed windows with
+    # features and labels (window_packing.WindowPacker); None: items come with features.
+    packer: Callable[[list[dict]], list[dict]] | None = None
 
     def __call__(self, items: list[dict]) -> dict:
         import torch
 
+        if self.packer is not None and "audio" in items[0]:
+            items = self.packer(items)
         features = torch.from_numpy(np.stack([it["input_features"] for it in items]).astype(np.float32))
         width = max(len(it["labels"]) for it in items)
         labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)

@@ -74,9 +74,11 @@ def train(options: TrainOptions) -> TrainResult:
     train_rows, train_report = usable_rows(options.train_file, labels, options.language,
                                            max_samples=options.max_train_samples, **limits)
     share = options.resolved_timestamp_share
+    pack = options.pack_clips and not options.freeze_encoder
+    # Packed windows already hold several utterances; unpacked, timestamped items join a few.
     train_set = SpeechDataset(train_rows, processor, labels, options.language,
-                              timestamped_rows(train_rows, share, options.seed), join=True, seed=options.seed,
-                              max_label_length=options.max_label_length)
+                              timestamped_rows(train_rows, share, options.seed), join=not pack, seed=options.seed,
+                              max_label_length=options.max_label_length, raw=pack)
     eval_set, data = None, {"train": train_report.as_dict()}
     if options.validation_file:
         eval_rows, eval_report = usable_rows(options.validation_file, labels, options.language,
@@ -84,7 +86,8 @@ def train(options: TrainOptions) -> TrainResult:
         eval_set = SpeechDataset(eval_rows, processor, labels, options.language,
                                  timestamped_rows(eval_rows, 1.0 if options.timestamps else 0.0, options.seed))
         data["validation"] = eval_report.as_dict()
-    log.info("training on %d clips (%d with timestamp targets)%s", len(train_set), len(train_set.timestamped),
+    log.info("training on %d clips (%d with timestamp targets)%s%s", len(train_set), len(train_set.timestamped),
+             ", each batch packed into shared 30-s windows" if pack else "",
              f", validating on {len(eval_set)}" if eval_set else ", no validation set")
 
     language = _main_language(options, train_set)
@@ -192,6 +195,7 @@ def _make_trainer(options: TrainOptions, model, processor, train_set, eval_set, 
     from transformers.trainer_callback import ProgressCallback
 
     from .encoder_cache import EncoderCache
+    from .window_packing import WindowPacker
     from .trainer import (CheckpointExtrasCallback, FinalStepCallback, LossProgressCallback, WhisperTrainer,
                           compute_metrics_fn)
 
@@ -200,7 +204,8 @@ def _make_trainer(options: TrainOptions, model, processor, train_set, eval_set, 
     if options.num_workers is not None:
         workers = options.num_workers
     else:  # on a CPU the cores are busy training; a GPU waits for data unless workers decode it
-        workers = min(4, max(1, (os.cpu_count() or 2) // (2 * world_size))) if cuda else 0
+        # Up to 8: on an H100 four workers held base at ~110 clips/s whatever the precision or batch.
+        workers = min(8, max(1, (os.cpu_count() or 2) // (2 * world_size))) if cuda else 0
     args = Seq2SeqTrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=options.num_train_epochs, max_steps=options.max_steps,
@@ -237,7 +242,9 @@ def _make_trainer(options: TrainOptions, model, processor, train_set, eval_set, 
     tokenizer = processor.tokenizer
     trainer = WhisperTrainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-        data_collator=Collator(model.config.decoder_start_token_id),
+        data_collator=Collator(model.config.decoder_start_token_id, packer=WindowPacker(
+            processor.feature_extractor, train_set.label_maker, train_set.max_label_length, options.seed)
+            if train_set.raw else None),
         processing_class=processor,  # saved into every checkpoint, tokenizer included
         compute_metrics=compute_metrics_fn(tokenizer, eval_set) if evaluate else None,
         callbacks=[tensorboard, FinalStepCallback(evaluate),

@@ -69,7 +69,7 @@ class TrainOptions:
     # Fail on any bad row instead of dropping it with a report.
     strict: bool = False
     # Processes decoding audio and computing features while the model trains (0: in the main
-    # process). None: 0 on a CPU (its cores are busy training), up to 4 with a GPU.
+    # process). None: 0 on a CPU (its cores are busy training), up to 8 with a GPU.
     num_workers: int | None = None
 
     # --- LoRA --------------------------------------------------------------------------------
@@ -81,6 +81,10 @@ class TrainOptions:
     # Adapters on the decoder only: the encoder is frozen as is (faster, less memory; learns
     # vocabulary and style rather than a new voice or acoustic condition).
     freeze_encoder: bool = False
+    # Pack each batch's clips into shared 30-s windows (window_packing.py): the encoder's cost is
+    # per window, so short clips train several times faster in less memory. Off with
+    # --freeze_encoder, whose encoder cache needs one clip per item.
+    pack_clips: bool = True
 
     # --- training ----------------------------------------------------------------------------
     num_train_epochs: float = 3.0  # passes over the training set (fractions allowed)

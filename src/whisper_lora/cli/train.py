@@ -59,6 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     g.add_argument("--freeze_encoder", action="store_true",
                    help="adapters in the decoder only (faster; learns words and style, not a new voice)")
+    g.add_argument("--no_pack_clips", dest="pack_clips", action="store_false", default=default("pack_clips"),
+                   help="one clip per 30-s encoder window instead of packing each batch's clips together")
 
     g = p.add_argument_group("training")
     g.add_argument("--output_dir", required=True, help="where the adapter, logs and checkpoints go")
