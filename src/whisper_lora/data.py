@@ -230,18 +230,24 @@ PAUSE_SECONDS = (0.3, 1.2)  # silence between joined utterances, drawn uniformly
 def _join(parts: list[tuple[np.ndarray, Row]], rng: random.Random) -> tuple[np.ndarray, list[dict]]:
     """Concatenate clips with pauses; each contributes its own segments (or one over its speech),
     moved to where it starts in the joined audio."""
-    pieces, segments, offset = [], [], 0
-    for k, (samples, row) in enumerate(parts):
+    joined, starts = concat_with_pauses([samples for samples, _ in parts], rng)
+    segments = [{"start": start + s["start"], "end": start + s["end"], "text": s["text"]}
+                for (samples, row), start in zip(parts, starts) for s in own_segments(samples, row)]
+    return joined, segments
+
+
+def concat_with_pauses(clips: list[np.ndarray], rng: random.Random) -> tuple[np.ndarray, list[float]]:
+    """Clips one after another with PAUSE_SECONDS of silence between them: (audio, start of each, s)."""
+    pieces, starts, offset = [], [], 0
+    for k, samples in enumerate(clips):
         if k:
             pause = np.zeros(int(rng.uniform(*PAUSE_SECONDS) * audio.SAMPLE_RATE), np.float32)
             pieces.append(pause)
             offset += len(pause)
-        start = offset / audio.SAMPLE_RATE
-        segments += [{"start": start + s["start"], "end": start + s["end"], "text": s["text"]}
-                     for s in own_segments(samples, row)]
+        starts.append(offset / audio.SAMPLE_RATE)
         pieces.append(samples)
         offset += len(samples)
-    return np.concatenate(pieces), segments
+    return np.concatenate(pieces), starts
 
 
 def own_segments(samples: np.ndarray, row: Row) -> list[dict]:

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
-
 from . import audio
-from .data import NO_SPACE_LANGUAGES, PAUSE_SECONDS
+from .data import NO_SPACE_LANGUAGES, PAUSE_SECONDS, concat_with_pauses
 
 
 class WindowPacker:
@@ -67,16 +65,8 @@ class WindowPacker:
         return self.label_maker.labels(" ".join(c["text"] for c in clips), language, segments, timestamps=True)
 
     def _window(self, clips: list[dict], language: str | None, timestamped: bool, rng: random.Random) -> dict:
-        pieces, starts, offset = [], [], 0
-        for k, clip in enumerate(clips):
-            if k:
-                pause = np.zeros(int(rng.uniform(*PAUSE_SECONDS) * audio.SAMPLE_RATE), np.float32)
-                pieces.append(pause)
-                offset += len(pause)
-            starts.append(offset / audio.SAMPLE_RATE)
-            pieces.append(clip["audio"])
-            offset += len(clip["audio"])
-        features = self.feature_extractor(np.concatenate(pieces), sampling_rate=audio.SAMPLE_RATE,
+        samples, starts = concat_with_pauses([c["audio"] for c in clips], rng)
+        features = self.feature_extractor(samples, sampling_rate=audio.SAMPLE_RATE,
                                           return_tensors="np").input_features[0]
         return {"input_features": features, "labels": self._labels(clips, starts, language, timestamped),
                 "language": language, "index": -1, "clips": len(clips)}
