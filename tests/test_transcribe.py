@@ -380,6 +380,29 @@ def test_long_file_keeps_every_sentence_in_order(tiny_en, bundled_tiny_en, say, 
 
 
 @pytest.mark.slow
+def test_sentence_left_after_a_long_audio_piece_is_decoded_again(tiny_en, say):
+    """Whisper often ends a piece of long audio before its last sentence; the tail after the last
+    segment is found (unless it is quiet, too short, or nothing was decoded) and decoded."""
+    from whisper_lora.results import Segment
+
+    first, second = load_audio(say(SENTENCES[0])), load_audio(say(SENTENCES[2]))
+    pause = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    piece = np.concatenate([first, pause, second, pause])
+    backend = tiny_en.backend
+    first_end = (len(first) + SAMPLE_RATE // 2) / SAMPLE_RATE  # the first sentence, then half the pause
+    rest = backend._undecoded_tail(piece, [Segment(0.0, first_end, "the first sentence")])
+    assert rest == round(first_end * SAMPLE_RATE)
+    (tail,) = backend._decode_tails([piece[rest:]], "en")
+    assert {"very", "nice", "today"} <= set(words(" ".join(s.text for s in tail.segments))), tail.segments
+    assert all(0 <= s.start <= s.end <= (len(piece) - rest) / SAMPLE_RATE + 0.01 for s in tail.segments)
+    # nothing to do: everything decoded, a quiet or too short tail, no segment at all
+    assert backend._undecoded_tail(piece, [Segment(0.0, len(piece) / SAMPLE_RATE - 0.5, "all")]) is None
+    silent_tail = np.concatenate([first, np.zeros(5 * SAMPLE_RATE, dtype=np.float32)])
+    assert backend._undecoded_tail(silent_tail, [Segment(0.0, len(first) / SAMPLE_RATE, "x")]) is None
+    assert backend._undecoded_tail(piece, []) is None
+
+
+@pytest.mark.slow
 def test_ct2_backend_gives_the_same_words(say, tmp_path):
     paths = [str(say(s)) for s in SENTENCES[:3]]
     options = TranscribeOptions(backend="ct2", batch_size=3, return_timestamps=True)
