@@ -23,7 +23,7 @@ from .results import Decoded, Segment
 log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 30.0
-GAP_SECONDS = 1.5  # silence between clips: long enough for Whisper to end a segment there
+GAP_SECONDS = 0.8  # silence between clips: Whisper ends a segment there (1.5 s: as accurate, 1.3x slower)
 MAX_CLIP_SECONDS = 10.0  # longer clips gain little from sharing a window and decode alone
 STRADDLE_SECONDS = 0.3  # a segment overlapping two clips by more than this each is ambiguous
 PACK_FACTOR = 6  # a backend that packs takes this many batches of files at once: ~a batch of windows

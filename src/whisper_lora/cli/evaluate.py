@@ -20,13 +20,16 @@ def add_parser(subparsers):
     p.add_argument("--language", default=None,
                    help="language of all rows (code or name); default: each row's, else guessed from its text")
     p.add_argument("--output_dir", default=None, help="folder for CSVs and reports (default: print only)")
-    p.add_argument("--batch_size", type=int, default=8, help="files decoded together (default: %(default)s)")
+    p.add_argument("--batch_size", type=int, default=16, help="files decoded together (default: %(default)s)")
     p.add_argument("--beam_size", type=int, default=1, help="1: greedy decoding (default); more: beam search")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="arithmetic (default: auto, bf16 where the CPU or GPU has it)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
     p.add_argument("--cache_dir", default=None, help="cache of downloaded and converted models")
     p.add_argument("--max_samples", type=int, default=None, help="evaluate the first N rows only")
+    p.add_argument("--no_pack", dest="pack", action="store_false",
+                   help="decode each clip in a window of its own (default: several clips share a window, as "
+                        "`transcribe` decodes them, when the language is known)")
     p.add_argument("--worst", type=int, default=10, help="worst utterances listed per model (default: %(default)s)")
     p.set_defaults(func=run)
 
@@ -35,7 +38,7 @@ def run(args) -> int:
     evaluation = evaluate(EvaluateOptions(
         models=tuple(args.models), data=args.data, language=args.language, output_dir=args.output_dir,
         batch_size=args.batch_size, beam_size=args.beam_size, precision=args.precision, device=args.device,
-        cache_dir=args.cache_dir, max_samples=args.max_samples, worst=args.worst))
+        cache_dir=args.cache_dir, max_samples=args.max_samples, worst=args.worst, pack=args.pack))
     print(markdown_table(results_table(evaluation)))
     for name, path in evaluation.files.items():
         if name in ("report.html", "report.md", "results.json"):

@@ -15,7 +15,7 @@ from ..writers import FORMATS
 
 def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
     """The original README's inference flags; extended adds the whisper-lora extras
-    (positional files, --model alias, --fp32, --cache_dir, --compute_type, --pack, --long_form, --quiet)."""
+    (positional files, --model alias, --fp32, --cache_dir, --compute_type, --no_pack, --long_form, --quiet)."""
     names = ["--model_path", "--model"] if extended else ["--model_path"]
     p.add_argument(*names, dest="model_path", required=True, metavar="SPEC",
                    help="a training output folder (base model + LoRA adapter), a merged or Hugging Face model "
@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
                    help="transcribe, or translate into English (multilingual models)")
     p.add_argument("--return_timestamps", action="store_true", help="segment start and end times")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto picks cuda, then mps, then cpu")
-    p.add_argument("--batch_size", type=int, default=8, help="short files decoded together (default: %(default)s)")
+    p.add_argument("--batch_size", type=int, default=16, help="files (or pieces of long files) decoded together (default: %(default)s)")
     p.add_argument("--beam_size", type=int, default=1, help="1 = greedy decoding (default); more = beam search")
     p.add_argument("--merge", action="store_true", help="merge the LoRA adapter into the model first (faster)")
     prec = p.add_mutually_exclusive_group()
@@ -52,9 +52,10 @@ def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
     if extended:
         p.add_argument("--cache_dir", help="where hub downloads and converted models are cached")
         p.add_argument("--compute_type", help="CTranslate2 compute type for --backend ct2 (int8, float32, ...)")
-        p.add_argument("--pack", action="store_true",
-                       help="pack several short files into each 30-second window (language known: given or an "
-                            "English-only model): several times faster on CPU; files in doubt are decoded alone")
+        p.add_argument("--no_pack", dest="pack", action="store_false", default=True,
+                       help="decode each short file in a window of its own, instead of packing several into each "
+                            "30-second window when the language is known (given, or an English-only model)")
+        p.add_argument("--pack", dest="pack", action="store_true", default=True, help=argparse.SUPPRESS)  # the default; old commands
         p.add_argument("--long_form", choices=LONG_FORMS, default="batched",
                        help="files over 30 s: batched (cut at pauses into pieces decoded together; default) or "
                             "sequential (30-second windows one after another, each prompted with the previous text)")
@@ -78,7 +79,7 @@ def run(args) -> int:
     options = TranscribeOptions(
         language=args.language, task=args.task, return_timestamps=args.return_timestamps, batch_size=args.batch_size,
         beam_size=args.beam_size, device=args.device, precision=args.precision, merge=args.merge,
-        backend=args.backend, pack=getattr(args, "pack", False), cache_dir=getattr(args, "cache_dir", None),
+        backend=args.backend, pack=getattr(args, "pack", True), cache_dir=getattr(args, "cache_dir", None),
         compute_type=getattr(args, "compute_type", None), long_form=getattr(args, "long_form", "batched"))
     paths = list(getattr(args, "files", None) or []) + list(args.audio_path or [])
     if args.audio_list:
