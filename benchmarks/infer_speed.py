@@ -1,11 +1,12 @@
 """Inference speed: realtime factor and WER of our backends against faster-whisper and plain HF generate.
 
-    python benchmarks/infer_speed.py [--short 100] [--long-seconds 600] [--threads 2] [--batch-size 8]
+    python benchmarks/infer_speed.py [--short 100] [--long-seconds 600] [--threads 2] [--batch-size 16]
                                      [--only NAMES] [--data FOLDER] [--adapter OUTPUT_DIR]
 
 Every system decodes the same audio with the same weights: bundled:tiny.en ships as a CTranslate2
 folder, which our ct2 backend and faster-whisper read as is, and which our hf backend and plain
-HF generate read converted (models.resolve_hf_folder). Decoding is greedy (beam 1) everywhere.
+HF generate read converted (models.resolve_hf_folder). Decoding is greedy (beam 1) everywhere; ours
+run with their defaults (short files packed into shared windows, except the -nopack rows).
 Timed per system: N short espeak-ng clips (test.json then train.json rows), audio read from disk
 included for everyone, and one long file of distinct sentences (the data set's long.json, grown
 to --long-seconds from more sentences when shorter). Load time is excluded; one warm-up decode
@@ -29,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import dataset  # noqa: E402
 
 SR = 16000
-SYSTEMS = ("hf", "hf-pack", "ct2", "ct2-int8", "fw", "fw-batched", "hf-generate")
-LABELS = {"hf": "ours hf (batched)", "hf-pack": "ours hf --pack", "ct2": "ours ct2", "ct2-int8": "ours ct2 int8",
+SYSTEMS = ("hf", "hf-nopack", "ct2", "ct2-nopack", "ct2-int8", "fw", "fw-batched", "hf-generate")
+LABELS = {"hf": "ours hf (defaults: batched, packed)", "hf-nopack": "ours hf --no_pack", "ct2": "ours ct2",
+          "ct2-nopack": "ours ct2 --no_pack", "ct2-int8": "ours ct2 int8",
           "fw": "faster-whisper WhisperModel", "fw-batched": "faster-whisper BatchedInferencePipeline",
           "hf-generate": "plain HF generate (sequential)", "adapter": "ours hf adapter (unmerged)",
           "merged": "ours hf adapter --merge"}
@@ -89,8 +91,8 @@ def make_system(name: str, args, ct2_dir: Path):
     from whisper_lora.transcribe import Transcriber, TranscribeOptions
 
     base = dict(batch_size=args.batch_size, language="en", beam_size=1)
-    if name in ("hf", "hf-pack", "ct2", "ct2-int8", "adapter", "merged"):
-        options = TranscribeOptions(backend="ct2" if name.startswith("ct2") else "hf", pack=name == "hf-pack",
+    if name in ("hf", "hf-nopack", "ct2", "ct2-nopack", "ct2-int8", "adapter", "merged"):
+        options = TranscribeOptions(backend="ct2" if name.startswith("ct2") else "hf", pack=not name.endswith("-nopack"),
                                     compute_type="int8" if name == "ct2-int8" else None,
                                     merge=name == "merged", **base)
         spec = args.adapter if name in ("adapter", "merged") else (str(ct2_dir) if "ct2" in name else args.model)
@@ -160,8 +162,9 @@ def verdicts(results: dict) -> list[str]:
     lines = []
     if have("hf"):
         r = results["hf"]
-        lines.append(f"[{'MET' if r['short_rt'] >= 30 else 'NOT MET'}] ours hf >= 30x realtime batched: "
-                     f"{r['short_rt']:.1f}x on short files (long file {r['long_rt']:.1f}x)")
+        ok = min(r["short_rt"], r["long_rt"]) >= 30
+        lines.append(f"[{'MET' if ok else 'NOT MET'}] ours hf >= 30x realtime batched: "
+                     f"{r['short_rt']:.1f}x on short files, {r['long_rt']:.1f}x on the long file")
     else:
         lines.append("[not measured] ours hf >= 30x realtime (run without --only, or include hf)")
     if have("ct2", "fw-batched"):
@@ -188,7 +191,7 @@ def main() -> int:
     p.add_argument("--long-seconds", type=float, default=600.0, help="length of the long file (smaller: cropped)")
     p.add_argument("--only", help="comma list of systems: " + ",".join(SYSTEMS) + ",adapter,merged")
     p.add_argument("--threads", type=int, default=2, help="torch threads and CTranslate2 cpu_threads")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=16, help="our default, for every batched system")
     p.add_argument("--data", help="an existing build_dataset folder (default: common.dataset(), built once)")
     p.add_argument("--adapter", help="a training output folder: also time it plain and merged")
     args = p.parse_args()

@@ -26,7 +26,7 @@ WINDOW_SECONDS = 30.0
 GAP_SECONDS = 0.8  # silence between clips: Whisper ends a segment there (1.5 s: as accurate, 1.3x slower)
 MAX_CLIP_SECONDS = 10.0  # longer clips gain little from sharing a window and decode alone
 STRADDLE_SECONDS = 0.3  # a segment overlapping two clips by more than this each is ambiguous
-PACK_FACTOR = 6  # a backend that packs takes this many batches of files at once: ~a batch of windows
+PACK_FACTOR = 8  # a backend that packs takes this many batches of files at once: ~a batch of windows
 
 
 @dataclass
