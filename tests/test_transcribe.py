@@ -5,6 +5,8 @@ the content checks run on the real bundled tiny.en (and base for language detect
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import logging
 import sys
@@ -455,6 +457,22 @@ def test_long_audio_is_cut_in_a_pause_into_pieces_of_at_most_30_seconds():
 
 
 # ---- packing short clips into shared windows ------------------------------------------------------
+
+def test_packing_is_the_default_and_no_pack_turns_it_off():
+    from whisper_lora.cli import build_parser
+    from whisper_lora.cli.transcribe import add_arguments
+
+    parse = build_parser().parse_args
+    assert TranscribeOptions().pack and TranscribeOptions().batch_size == 16
+    assert parse(["transcribe", "--model", "m", "a.wav"]).pack is True
+    assert parse(["transcribe", "--model", "m", "--no_pack", "a.wav"]).pack is False
+    assert parse(["transcribe", "--model", "m", "--pack", "a.wav"]).pack is True  # older commands still parse
+    assert parse(["evaluate", "--model", "m", "--data", "d.json", "--no_pack"]).pack is False
+    # the README's inference script keeps exactly the README's flags (and packs, as the default)
+    script = argparse.ArgumentParser()
+    add_arguments(script, extended=False)
+    with pytest.raises(SystemExit):
+        script.parse_args(["--model_path", "m", "--no_pack"])
 
 def test_packing_plan_fills_windows_and_leaves_long_clips_alone():
     from whisper_lora import packing

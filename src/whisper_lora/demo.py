@@ -49,7 +49,7 @@ def _sizes(opts: DemoOptions) -> dict:
         return dict(n_train=24, n_val=4, n_test=8, long_seconds=40.0, epochs=1.0, freeze_encoder=False)
     if opts.language == "zh":
         # base's encoder is about 5x tiny's: adapters in the decoder only, on encoder outputs
-        # computed once (EncoderCache), is what fits 15 minutes on 2 CPU cores.
+        # computed once (EncoderCache); measured at 10 minutes (the defaults were not timed).
         return dict(n_train=None, n_val=None, n_test=None, long_seconds=90.0, epochs=3.0, freeze_encoder=True)
     return dict(n_train=None, n_val=None, n_test=None, long_seconds=180.0, epochs=3.0, freeze_encoder=False)
 
