@@ -6,7 +6,6 @@ the content checks run on the real bundled tiny.en (and base for language detect
 from __future__ import annotations
 
 import argparse
-
 import json
 import logging
 import sys

@@ -54,7 +54,9 @@ class TranscribeOptions:
     # Segment start/end times for short files too. Files over 30 s are always decoded with
     # timestamps (the long-form algorithm needs them); srt/vtt/tsv outputs turn this on.
     return_timestamps: bool = False
-    # Short files decoded together in one batch. Larger batches raise throughput until memory runs out.
+    # Files decoded together in one batch: short files, packed windows of short files, or pieces of
+    # long files. Larger batches raise throughput until memory runs out (16: fastest measured on
+    # a 2-core CPU, benchmarks/RESULTS.md).
     batch_size: int = 16
     # 1: greedy decoding (fastest); >1: beam search with that many beams.
     beam_size: int = 1

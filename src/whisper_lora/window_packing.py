@@ -70,4 +70,3 @@ class WindowPacker:
                                           return_tensors="np").input_features[0]
         return {"input_features": features, "labels": self._labels(clips, starts, language, timestamped),
                 "language": language, "index": -1, "clips": len(clips)}
-
