@@ -2,6 +2,7 @@
 
     python benchmarks/infer_speed.py [--short 100] [--long-seconds 600] [--threads 2] [--batch-size 16]
                                      [--only NAMES] [--data FOLDER] [--adapter OUTPUT_DIR]
+                                     [--pack-gap SECONDS]
 
 Every system decodes the same audio with the same weights: bundled:tiny.en ships as a CTranslate2
 folder, which our ct2 backend and faster-whisper read as is, and which our hf backend and plain
@@ -194,6 +195,8 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=16, help="our default, for every batched system")
     p.add_argument("--data", help="an existing build_dataset folder (default: common.dataset(), built once)")
     p.add_argument("--adapter", help="a training output folder: also time it plain and merged")
+    p.add_argument("--pack-gap", type=float, help="seconds of silence between packed short files "
+                                                  "(default: packing.GAP_SECONDS)")
     args = p.parse_args()
 
     import torch
@@ -207,6 +210,10 @@ def main() -> int:
     unknown = [n for n in names if n not in LABELS]
     if unknown or (not args.adapter and {"adapter", "merged"} & set(names)):
         p.error(f"--only: unknown {unknown} (choose from {', '.join(LABELS)}; adapter/merged need --adapter)")
+    from whisper_lora import packing
+
+    if args.pack_gap is not None:
+        packing.GAP_SECONDS = args.pack_gap
     ct2_dir = ct2_folder(args.model)  # bundled:tiny.en is itself a CTranslate2 folder: the same weights for all
     train, test, long_json = manifests(args)
     short = [(r.audio_path, r.text) for r in read_manifest(test) + read_manifest(train)][:args.short]
@@ -218,6 +225,7 @@ def main() -> int:
           f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, precision {cpu_auto_precision()}")
     print(f"model {args.model} (CTranslate2 folder {ct2_dir}); greedy decoding (beam 1) everywhere; "
           f"batch size {args.batch_size}")
+    print(f"packed short files {packing.GAP_SECONDS:g} s apart")
     print(f"short: {len(short)} files; long: {len(long_audio) / SR:.1f} s {note}".rstrip())
     if len(long_audio) / SR < args.long_seconds - 5:
         print(f"NOTE: the long file is {len(long_audio) / SR:.0f} s, not the {args.long_seconds:g} s asked for")

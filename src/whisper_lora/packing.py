@@ -40,11 +40,13 @@ class Window:
         return self.offsets[-1] + self.durations[-1] if self.clips else 0.0
 
 
-def plan(durations: list[float], window: float = WINDOW_SECONDS, gap: float = GAP_SECONDS,
+def plan(durations: list[float], window: float = WINDOW_SECONDS, gap: float | None = None,
          max_clip: float = MAX_CLIP_SECONDS) -> tuple[list[Window], list[int]]:
     """First-fit decreasing: (windows of packed clips, indices of clips that decode alone).
 
+    gap None: GAP_SECONDS, read at call time (benchmarks/infer_speed.py --pack-gap sets it).
     A window holding a single clip is pointless, so such clips are returned as alone too."""
+    gap = GAP_SECONDS if gap is None else gap
     order = sorted((i for i, d in enumerate(durations) if d <= max_clip), key=lambda i: -durations[i])
     alone = [i for i, d in enumerate(durations) if d > max_clip]
     windows: list[Window] = []
