@@ -503,6 +503,48 @@ def test_packing_split_hands_segments_back_and_flags_doubt():
     assert doubt == {7, 3}  # a segment across two clips cannot be divided
 
 
+def test_clips_in_doubt_are_packed_again_before_any_decodes_alone():
+    """The scheduling of decode_packed, with a scripted decoder that reads which clip is where
+    from the window audio (clip k is filled with the value k + 1) and says one segment per clip,
+    except where it is told to run two clips together or to hear nothing."""
+    from whisper_lora import packing
+    from whisper_lora.results import Decoded, Segment
+
+    seconds = [3.0, 3.0, 3.0, 3.0, 3.0, 12.0, 3.0]
+    audios = [np.full(int(s * SAMPLE_RATE), k + 1.0, dtype=np.float32) for k, s in enumerate(seconds)]
+    audios[6][:] = 0.0  # silence: no text in any window
+    merge_first_pass = {1, 2}  # Whisper runs clips 1 and 2 into one segment the first time
+    calls = []
+
+    def decode_batch(batch, timestamps=False, retry=True):
+        calls.append((timestamps, []))
+        out = []
+        for audio in batch:
+            runs = []  # (clip, start s, end s) of each clip's samples in the window
+            for value in np.unique(audio[audio > 0]):
+                where = np.flatnonzero(audio == value)
+                runs.append((int(value) - 1, where[0] / SAMPLE_RATE, (where[-1] + 1) / SAMPLE_RATE))
+            runs.sort(key=lambda r: r[1])
+            calls[-1][1].append(sorted(k for k, _, _ in runs))
+            segs = [Segment(a, b, f"clip{k}") for k, a, b in runs]
+            if len(calls) == 1 and {k for k, _, _ in runs} >= merge_first_pass:
+                both = [s for s, (k, _, _) in zip(segs, runs) if k in merge_first_pass]
+                segs = [s for s in segs if s not in both] + [Segment(both[0].start, both[1].end, "clip1 clip2")]
+            out.append(Decoded(segs if timestamps else segs[:1], "en", None))
+        return out, [False] * len(batch)
+
+    options = TranscribeOptions(batch_size=16)
+    results = packing.decode_packed(audios, decode_batch, options)
+    assert [" ".join(s.text for s in r.segments) for r in results] == \
+        ["clip0", "clip1", "clip2", "clip3", "clip4", "clip5", ""]
+    first, again, alone = calls
+    assert first[0] and again[0] and not alone[0]
+    assert sorted(k for w in first[1] for k in w) == [0, 1, 2, 3, 4]
+    # the two in doubt and the silent clip (no text: in doubt too) share one window, wider apart
+    assert again[1] == [[1, 2]]  # (the scripted decoder cannot see silence)
+    assert alone[1] == [[5], []]  # only the long clip and the still-silent one decode alone
+
+
 def test_window_audio_places_each_clip_at_its_offset():
     from whisper_lora import packing
 

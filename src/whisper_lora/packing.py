@@ -5,9 +5,10 @@ encoder is most of the work: a 3-second clip costs as much as a 30-second one. P
 clips one after another, separated by silence, into a window, decodes the window once with
 timestamps, and hands each timed segment back to the clip it lies in.
 
-A clip is decoded again on its own when its share of the window is in doubt: a segment that
-spans two clips, a window whose decoding failed the guards or did not reach its end, or a clip
-that got no text (it may be silence, which only a window of its own can tell).
+A clip's share of a window can be in doubt: a segment that spans two clips, a window whose
+decoding failed the guards or did not reach its end, or a clip that got no text (it may be
+silence). Such clips are packed once more, further apart and beside other neighbours; a clip
+still in doubt then decodes alone, in a window of its own.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 30.0
 GAP_SECONDS = 0.8  # silence between clips: Whisper ends a segment there (1.5 s: as accurate, 1.3x slower)
+RETRY_GAP_SECONDS = 1.5  # wider, for clips packed again after the first pass left them in doubt
 MAX_CLIP_SECONDS = 10.0  # longer clips gain little from sharing a window and decode alone
 STRADDLE_SECONDS = 0.3  # a segment overlapping two clips by more than this each is ambiguous
 PACK_FACTOR = 8  # a backend that packs takes this many batches of files at once: ~a batch of windows
@@ -110,31 +112,52 @@ def decode_short(audios: list[np.ndarray], decode_batch, options, packing: bool)
 def decode_packed(audios: list[np.ndarray], decode_batch, options) -> list[Decoded]:
     """Decode short clips packed into windows, batch_size windows at a time.
 
+    Clips in doubt after the first pass (and clips left alone in a window of one) are packed
+    once more, RETRY_GAP_SECONDS apart and beside other neighbours; only what is still in doubt
+    then decodes alone, a window per clip. A handful of doubtful clips thus costs a window, not
+    a window each.
+
     decode_batch(audios, timestamps=..., retry=...) -> (Decoded per audio, trouble per audio) is
     the backend's one-batch decoder; trouble means the text failed the guards or was cut off."""
-    size = options.batch_size
-    windows, alone = plan([len(a) / SAMPLE_RATE for a in audios])
     results: list[Decoded | None] = [None] * len(audios)
-    for start in range(0, len(windows), size):
-        batch = windows[start:start + size]
-        decoded, trouble = decode_batch([window_audio(w, audios) for w in batch], timestamps=True, retry=False)
-        for w, dec, bad in zip(batch, decoded, trouble):
-            given, doubt = split(w, dec.segments)
-            if bad:
-                doubt = set(w.clips)
-            alone += sorted(doubt)
-            for i, segs in given.items():
-                if i not in doubt:
-                    results[i] = Decoded(_as_asked(segs, len(audios[i]), options.return_timestamps),
-                                         dec.language, None)
+    durations = [len(a) / SAMPLE_RATE for a in audios]
+    windows, alone = plan(durations)
+    todo = sorted(set(alone) - {i for i in alone if durations[i] > MAX_CLIP_SECONDS})
+    alone = [i for i in alone if durations[i] > MAX_CLIP_SECONDS]
+    todo += _decode_windows(windows, audios, decode_batch, options, results)
+    if todo:
+        again, single = plan([durations[i] for i in todo], gap=RETRY_GAP_SECONDS)
+        for w in again:
+            w.clips = [todo[k] for k in w.clips]
+        alone += [todo[k] for k in single] + _decode_windows(again, audios, decode_batch, options, results)
     if alone:
         log.debug("packing: %d of %d clips decoded alone", len(alone), len(audios))
     alone.sort()
+    size = options.batch_size
     for start in range(0, len(alone), size):
         idx = alone[start:start + size]
         for i, dec in zip(idx, decode_batch([audios[i] for i in idx])[0]):
             results[i] = dec
     return results
+
+
+def _decode_windows(windows: list[Window], audios, decode_batch, options, results) -> list[int]:
+    """Decode windows batch_size at a time, filling results of the clips handed a clear share;
+    returns the clips in doubt."""
+    doubtful: list[int] = []
+    for start in range(0, len(windows), options.batch_size):
+        batch = windows[start:start + options.batch_size]
+        decoded, trouble = decode_batch([window_audio(w, audios) for w in batch], timestamps=True, retry=False)
+        for w, dec, bad in zip(batch, decoded, trouble):
+            given, doubt = split(w, dec.segments)
+            if bad:
+                doubt = set(w.clips)
+            doubtful += sorted(doubt)
+            for i, segs in given.items():
+                if i not in doubt:
+                    results[i] = Decoded(_as_asked(segs, len(audios[i]), options.return_timestamps),
+                                         dec.language, None)
+    return doubtful
 
 
 def _as_asked(segments: list[Segment], samples: int, timestamps: bool) -> list[Segment]:

@@ -67,8 +67,9 @@ class TranscribeOptions:
     precision: str = "auto"
     # Pack several short files into one 30-second window (see packing.py) when the language is
     # known (given, or an English-only model): the encoder runs once per window instead of once
-    # per file. Files whose share of a window is in doubt are decoded alone. Measured on 100
-    # short clips (benchmarks/RESULTS.md): several times faster on a CPU, and no less accurate.
+    # per file. Files whose share of a window is in doubt are packed again, further apart, and
+    # only those still in doubt decode alone. Measured on 100 short clips (benchmarks/RESULTS.md):
+    # several times faster on a CPU, and no less accurate.
     pack: bool = True
     # Merge a LoRA adapter into the base weights before decoding: same output, faster decoding.
     merge: bool = False
