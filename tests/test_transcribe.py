@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 from whisper_lora.audio import SAMPLE_RATE, load_audio
 from whisper_lora.errors import OptionsError
@@ -575,3 +576,44 @@ def test_packed_decoding_keeps_each_file_to_itself(bundled_tiny_en, english_clip
         others = set().union(*(words(a.text) for j, a in enumerate(alone[:-1]) if j != i)) - own
         assert not set(words(r.text)) & others - {"the", "a", "at", "to", "in", "of"}, (r.text, alone[i].text)
         assert all(0 <= s.start <= s.end <= r.duration for s in r.segments)
+
+
+# ---- the int8 output head on a CPU ----------------------------------------------------------------
+
+@pytest.mark.slow
+def test_int8_head_decodes_as_fp32_does_and_leaves_the_model_alone(bundled_tiny_en, english_clips):
+    from whisper_lora.int8_head import Int8Head
+    from whisper_lora.metrics import error_rates
+    from whisper_lora.transcribe_options import cpu_auto_precision
+
+    if cpu_auto_precision() != "fp32":
+        pytest.skip("this CPU decodes in bf16 by default; the int8 head is for fp32")
+    model, processor = bundled_tiny_en
+    head = model.proj_out
+    paths = [str(p) for p, _ in english_clips]
+
+    def run(precision):
+        t = Transcriber.from_model(model, processor, TranscribeOptions(precision=precision, **FAST))
+        return t, [r.text for r in t.transcribe_files(paths)]
+
+    t, quantized = run("auto")
+    _, exact = run("fp32")
+    assert isinstance(t.backend._head, Int8Head)  # built: this torch has the kernel
+    # the model is as it was: its own fp32 head, still tied to the token embeddings
+    assert model.proj_out is head and head.weight is model.model.decoder.embed_tokens.weight
+    assert error_rates(exact, quantized, "en").wer <= 0.05, (exact, quantized)
+    refs = [text for _, text in english_clips]
+    assert error_rates(refs, quantized, "en").wer <= error_rates(refs, exact, "en").wer + 0.05
+
+    # on states of a decoder's scale (token embeddings through its final layer norm), the int8
+    # head picks the token the fp32 head picks
+    with torch.no_grad():
+        states = model.model.decoder.layer_norm(model.model.decoder.embed_tokens.weight[:64])
+        assert (t.backend._head(states).argmax(-1) == head(states).argmax(-1)).float().mean() >= 0.95
+
+    # weights changed in place (training goes on) -> the int8 copy is made again
+    first = t.backend._int8_head()
+    assert t.backend._int8_head() is first
+    with torch.no_grad():
+        head.weight.mul_(1.0)
+    assert t.backend._int8_head() is not first

@@ -38,6 +38,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from . import chunking, packing
 from .audio import N_SAMPLES, SAMPLE_RATE
 from .guards import compression_ratio, is_quiet, is_silence
+from .int8_head import build_int8_head
 from .models import pick_device
 from .results import Decoded, Segment, split_timestamped
 from .transcribe_options import TranscribeOptions
@@ -165,6 +166,12 @@ class HFBackend:
         if self.multilingual:
             self.lang_ids = torch.tensor(list(self.gen.lang_to_id.values()))
             self.lang_codes = [tok[2:-2] for tok in self.gen.lang_to_id]
+        # precision "auto" that comes to fp32 on a CPU decodes with proj_out swapped for an int8
+        # copy (int8_head.py); an explicit fp32 stays exact. The model keeps its own head, tied
+        # to the token embeddings, for any training that follows.
+        self._int8 = self.device == "cpu" and options.precision == "auto" and self.precision == "fp32"
+        self._head, self._head_key = None, None
+        self._fp32_head = self.whisper.proj_out
 
     # ---- helpers -------------------------------------------------------------------------------
 
@@ -181,10 +188,30 @@ class HFBackend:
             procs.append(_Suppress(self.gen.begin_suppress_tokens, vocab, begin_index=prompt_length))
         return LogitsProcessorList(procs + list(extra))
 
-    def _autocast(self):
-        if self.device == "cpu" and self.precision == "bf16":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    @contextlib.contextmanager
+    def _decoding(self):
+        """bf16 autocast where chosen on a CPU; the int8 output head in place where chosen."""
+        autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if self.device == "cpu" and self.precision == "bf16"
+                    else contextlib.nullcontext())
+        head = self._int8_head()
+        self._fp32_head = self.whisper.proj_out
+        if head is not None:
+            self.whisper.proj_out = head
+        try:
+            with autocast:
+                yield
+        finally:
+            self.whisper.proj_out = self._fp32_head
+
+    def _int8_head(self):
+        if not self._int8:
+            return None
+        weight = self.whisper.proj_out.weight
+        key = (weight.data_ptr(), weight._version)  # rebuilt if the weights were changed since
+        if key != self._head_key:
+            self._head, self._head_key = build_int8_head(self.whisper.proj_out), key
+            self._int8 = self._head is not None
+        return self._head
 
     def _features(self, audios: list[np.ndarray], long: bool = False):
         fe = self.processor.feature_extractor
@@ -207,8 +234,11 @@ class HFBackend:
         """One decoder step on <|startoftranscript|>: (language probs or None, no-speech probs)."""
         batch = encoder_hidden.shape[0]
         sot = torch.full((batch, 1), self.gen.decoder_start_token_id, device=self.device)
-        logits = self.whisper(encoder_outputs=(encoder_hidden,), decoder_input_ids=sot,
-                              use_cache=False).logits[:, 0].float()
+        hidden = self.whisper.model.decoder(input_ids=sot, encoder_hidden_states=encoder_hidden,
+                                            use_cache=False).last_hidden_state
+        # The fp32 head even where decoding uses the int8 one: one step, and the language and
+        # no-speech probabilities stay exact.
+        logits = self._fp32_head(hidden)[:, 0].float()
         no_speech = logits.softmax(-1)[:, self.no_speech_token].cpu()
         lang_probs = logits[:, self.lang_ids.to(logits.device)].softmax(-1).cpu() if self.multilingual else None
         return lang_probs, no_speech
@@ -262,7 +292,7 @@ class HFBackend:
         opts = self.options
         durations = [len(a) / SAMPLE_RATE for a in audios]
         features, _ = self._features(audios)
-        with self._autocast():
+        with self._decoding():
             encoder_hidden = self.whisper.model.encoder(features).last_hidden_state
             lang_probs, no_speech = self._first_step(encoder_hidden)
             if languages is not None:
@@ -328,7 +358,7 @@ class HFBackend:
         features, mask = self._features(audios, long=long)
         timestamps = long or (opts.return_timestamps if timestamps is None else timestamps)
         prompt_length = 1 + (2 if self.multilingual else 0) + (0 if timestamps else 1)
-        with self._autocast():
+        with self._decoding():
             out = self.whisper.generate(
                 features, attention_mask=mask, return_timestamps=timestamps,
                 num_beams=opts.beam_size, temperature=temperatures,
@@ -413,7 +443,7 @@ class HFBackend:
         if self.options.language is None and self.multilingual:
             # Detect on the first 30 s, as openai-whisper does, so the probability can be reported.
             features, _ = self._features([a[:N_SAMPLES] for a in audios])
-            with self._autocast():
+            with self._decoding():
                 hidden = self.whisper.model.encoder(features).last_hidden_state
                 lang_probs, _ = self._first_step(hidden)
             return self._settle_languages(lang_probs, len(audios))

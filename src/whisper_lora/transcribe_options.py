@@ -64,6 +64,8 @@ class TranscribeOptions:
     device: str = "auto"
     # Arithmetic: auto is bf16 autocast on CPUs with fast bf16 and on CUDA GPUs that have it, fp16 on
     # other GPUs, fp32 elsewhere. fp16 on a CPU falls back to auto with a warning (slow there).
+    # auto in fp32 on a CPU decodes with the output projection in int8 (int8_head.py: faster, as
+    # accurate); fp32 keeps it in fp32 too.
     precision: str = "auto"
     # Pack several short files into one 30-second window (see packing.py) when the language is
     # known (given, or an English-only model): the encoder runs once per window instead of once
