@@ -2,16 +2,19 @@
 
     python benchmarks/infer_speed.py [--short 100] [--long-seconds 600] [--threads 2] [--batch-size 16]
                                      [--only NAMES] [--data FOLDER] [--adapter OUTPUT_DIR]
-                                     [--pack-gap SECONDS]
+                                     [--pack-gap SECONDS] [--repeat N]
 
 Every system decodes the same audio with the same weights: bundled:tiny.en ships as a CTranslate2
 folder, which our ct2 backend and faster-whisper read as is, and which our hf backend and plain
 HF generate read converted (models.resolve_hf_folder). Decoding is greedy (beam 1) everywhere; ours
-run with their defaults (short files packed into shared windows, except the -nopack rows).
+run with their defaults (short files packed into shared windows, except the -nopack rows; on this
+CPU, the hf output projection in int8, except the hf-fp32 row, which is --fp32).
 Timed per system: N short espeak-ng clips (test.json then train.json rows), audio read from disk
 included for everyone, and one long file of distinct sentences (the data set's long.json, grown
 to --long-seconds from more sentences when shorter). Load time is excluded; one warm-up decode
-runs first. WER (metrics.error_rates, English normalisation) shows speed is not bought with accuracy.
+runs first. With --repeat N each part is timed N times and the best run counts (the machine's
+run-to-run spread is printed beside it). WER (metrics.error_rates, English normalisation) shows
+speed is not bought with accuracy.
 With --adapter, our hf backend on that training output, plain and merged (--merge), is timed too.
 """
 
@@ -31,8 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import dataset  # noqa: E402
 
 SR = 16000
-SYSTEMS = ("hf", "hf-nopack", "ct2", "ct2-nopack", "ct2-int8", "fw", "fw-batched", "hf-generate")
-LABELS = {"hf": "ours hf (defaults: batched, packed)", "hf-nopack": "ours hf --no_pack", "ct2": "ours ct2",
+SYSTEMS = ("hf", "hf-fp32", "hf-nopack", "ct2", "ct2-nopack", "ct2-int8", "fw", "fw-batched", "hf-generate")
+LABELS = {"hf": "ours hf (defaults: batched, packed)", "hf-fp32": "ours hf --fp32", "hf-nopack": "ours hf --no_pack",
+          "ct2": "ours ct2",
           "ct2-nopack": "ours ct2 --no_pack", "ct2-int8": "ours ct2 int8",
           "fw": "faster-whisper WhisperModel", "fw-batched": "faster-whisper BatchedInferencePipeline",
           "hf-generate": "plain HF generate (sequential)", "adapter": "ours hf adapter (unmerged)",
@@ -92,8 +96,9 @@ def make_system(name: str, args, ct2_dir: Path):
     from whisper_lora.transcribe import Transcriber, TranscribeOptions
 
     base = dict(batch_size=args.batch_size, language="en", beam_size=1)
-    if name in ("hf", "hf-nopack", "ct2", "ct2-nopack", "ct2-int8", "adapter", "merged"):
+    if name in ("hf", "hf-fp32", "hf-nopack", "ct2", "ct2-nopack", "ct2-int8", "adapter", "merged"):
         options = TranscribeOptions(backend="ct2" if name.startswith("ct2") else "hf", pack=not name.endswith("-nopack"),
+                                    precision="fp32" if name == "hf-fp32" else "auto",
                                     compute_type="int8" if name == "ct2-int8" else None,
                                     merge=name == "merged", **base)
         spec = args.adapter if name in ("adapter", "merged") else (str(ct2_dir) if "ct2" in name else args.model)
@@ -144,15 +149,19 @@ def measure(name, args, ct2_dir, short, long_audio, long_ref) -> dict:
     decode_short, decode_long = make_system(name, args, ct2_dir)
     paths, refs = [p for p, _ in short], [t for _, t in short]
     decode_short(paths[:1])  # warm-up: first-call allocations, lazily loaded pieces (e.g. the VAD model)
-    start = time.perf_counter()
-    hyps = decode_short(paths)
-    short_wall = time.perf_counter() - start
-    start = time.perf_counter()
-    long_hyp = decode_long(long_audio)
-    long_wall = time.perf_counter() - start
+    short_walls, long_walls = [], []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        hyps = decode_short(paths)
+        short_walls.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        long_hyp = decode_long(long_audio)
+        long_walls.append(time.perf_counter() - start)
+    short_wall, long_wall = min(short_walls), min(long_walls)
     short_seconds = sum(audio_duration(p) for p in paths)
     return {"name": LABELS[name], "short_wall": short_wall, "long_wall": long_wall,
             "short_rt": short_seconds / short_wall, "long_rt": len(long_audio) / SR / long_wall,
+            "spread": (max(short_walls) / short_wall, max(long_walls) / long_wall),
             "short_wer": error_rates(refs, hyps, "en").wer, "long_wer": error_rates([long_ref], [long_hyp], "en").wer}
 
 
@@ -195,6 +204,7 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=16, help="our default, for every batched system")
     p.add_argument("--data", help="an existing build_dataset folder (default: common.dataset(), built once)")
     p.add_argument("--adapter", help="a training output folder: also time it plain and merged")
+    p.add_argument("--repeat", type=int, default=1, help="time each part N times; the best run counts")
     p.add_argument("--pack-gap", type=float, help="seconds of silence between packed short files "
                                                   "(default: packing.GAP_SECONDS)")
     args = p.parse_args()
@@ -229,12 +239,16 @@ def main() -> int:
     print(f"short: {len(short)} files; long: {len(long_audio) / SR:.1f} s {note}".rstrip())
     if len(long_audio) / SR < args.long_seconds - 5:
         print(f"NOTE: the long file is {len(long_audio) / SR:.0f} s, not the {args.long_seconds:g} s asked for")
-    print(f"{'system':<42}{'short xRT':>10}{'long xRT':>10}{'short WER':>11}{'long WER':>10}", flush=True)
+    if args.repeat > 1:
+        print(f"best of {args.repeat} runs; spread: slowest run / best run, short and long")
+    print(f"{'system':<42}{'short xRT':>10}{'long xRT':>10}{'short WER':>11}{'long WER':>10}"
+          + ("     spread" if args.repeat > 1 else ""), flush=True)
     results = {}
     for name in names:
         r = results[name] = measure(name, args, ct2_dir, short, long_audio, long_ref)
         print(f"{r['name']:<42}{r['short_rt']:>9.1f}x{r['long_rt']:>9.1f}x{r['short_wer'] * 100:>10.1f}%"
-              f"{r['long_wer'] * 100:>9.1f}%", flush=True)
+              f"{r['long_wer'] * 100:>9.1f}%" + (f"  {r['spread'][0]:.2f}/{r['spread'][1]:.2f}" if args.repeat > 1 else ""),
+              flush=True)
         gc.collect()
     print("targets (2 CPU cores, tiny.en):")
     print("\n".join("  " + line for line in verdicts(results)))

@@ -1,0 +1,85 @@
+"""Packing short clips into shared windows: WER by gap, on several sets of the demo's clips.
+
+    python benchmarks/packing_check.py [--data FOLDER] [--model bundled:tiny.en] [--gaps 0.5,0.8,1.5]
+
+For each set (the first 100 test+train rows, which infer_speed.py times; train rows 100-200;
+train rows 200 on with validation; the other voice's test set) and each gap, prints the WER of
+our hf backend with packing, how many windows the first pass used, how many clips it left in
+doubt (packed again, RETRY_GAP_SECONDS apart) and how many still decoded alone; then the WER
+with every clip in a window of its own (--no_pack). Greedy, temperature 0 only, so every figure
+is deterministic: what differs between gaps is which clips share windows and where Whisper
+ends its segments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import dataset  # noqa: E402
+
+
+def sets(folder: Path) -> dict[str, list]:
+    from whisper_lora.manifest import read_manifest
+
+    test, train = read_manifest(folder / "test.json"), read_manifest(folder / "train.json")
+    out = {"infer_speed's 100": (test + train)[:100], "train 100-200": train[100:200],
+           "train 200+, validation": train[200:] + read_manifest(folder / "validation.json")}
+    if (folder / "test_other_voice.json").exists():
+        out["other voice"] = read_manifest(folder / "test_other_voice.json")
+    return {name: rows for name, rows in out.items() if rows}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", help="an existing build_dataset folder (default: common.dataset(), built once)")
+    p.add_argument("--model", default="bundled:tiny.en")
+    p.add_argument("--gaps", default="0.5,0.8,1.5", help="comma list of seconds between packed clips")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from whisper_lora import packing
+    from whisper_lora.audio import load_audio
+    from whisper_lora.metrics import error_rates
+    from whisper_lora.transcribe import Transcriber, TranscribeOptions
+
+    folder = Path(args.data) if args.data else dataset()
+    options = TranscribeOptions(language="en", beam_size=1, temperatures=(0.0,))
+    packed = Transcriber.from_spec(args.model, options).backend
+    alone = Transcriber.from_spec(args.model, TranscribeOptions(language="en", beam_size=1, temperatures=(0.0,),
+                                                                pack=False)).backend
+    print("command:", " ".join([Path(sys.executable).name] + sys.argv))
+    print(f"model {args.model}, batch {options.batch_size}, retry gap {packing.RETRY_GAP_SECONDS:g} s")
+    counts = {}
+    real_decode = packed._decode_batch
+
+    def counting(audios, **kwargs):  # calls with timestamps=True decode windows; others, clips alone
+        key = "windows" if kwargs.get("timestamps") else "alone"
+        counts[key] = counts.get(key, []) + [len(audios)]
+        return real_decode(audios, **kwargs)
+    packed._decode_batch = counting
+    for name, rows in sets(folder).items():
+        audios = [load_audio(r.audio_path) for r in rows]
+        refs = [r.text for r in rows]
+        parts = []
+        for gap in (float(g) for g in args.gaps.split(",")):
+            packing.GAP_SECONDS = gap
+            counts.clear()
+            hyps = [" ".join(s.text for s in d.segments) for d in packed.decode_short(audios)]
+            first = len(packing.plan([len(a) / 16000 for a in audios])[0])
+            again = sum(counts.get("windows", [])) - first
+            parts.append(f"gap {gap:g}: {error_rates(refs, hyps, 'en').wer * 100:.1f}% "
+                         f"({first} windows, +{again} again, {sum(counts.get('alone', []))} alone)")
+        hyps = [" ".join(s.text for s in d.segments) for d in alone.decode_short(audios)]
+        parts.append(f"unpacked: {error_rates(refs, hyps, 'en').wer * 100:.1f}%")
+        print(f"{name} ({len(rows)} clips): " + "; ".join(parts), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
