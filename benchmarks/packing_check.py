@@ -1,6 +1,6 @@
 """Packing short clips into shared windows: WER by gap, on several sets of the demo's clips.
 
-    python benchmarks/packing_check.py [--data FOLDER] [--model bundled:tiny.en] [--gaps 0.5,0.8,1.5]
+    python benchmarks/packing_check.py [--data FOLDER] [--model bundled:tiny.en] [--gaps 0.5,0.8,1.5] [--fp32]
 
 For each set (the first 100 test+train rows, which infer_speed.py times; train rows 100-200;
 train rows 200 on with validation; the other voice's test set) and each gap, prints the WER of
@@ -8,7 +8,8 @@ our hf backend with packing, how many windows the first pass used, how many clip
 doubt (packed again, RETRY_GAP_SECONDS apart) and how many still decoded alone; then the WER
 with every clip in a window of its own (--no_pack). Greedy, temperature 0 only, so every figure
 is deterministic: what differs between gaps is which clips share windows and where Whisper
-ends its segments.
+ends its segments. Decoding uses the default precision (on a CPU without bf16: the output
+projection in int8); --fp32 decodes in float32 throughout, for comparison.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def main() -> int:
     p.add_argument("--model", default="bundled:tiny.en")
     p.add_argument("--gaps", default="0.5,0.8,1.5", help="comma list of seconds between packed clips")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--fp32", action="store_true", help="float32 throughout (default: the default precision)")
     args = p.parse_args()
 
     import torch
@@ -49,12 +51,14 @@ def main() -> int:
     from whisper_lora.transcribe import Transcriber, TranscribeOptions
 
     folder = Path(args.data) if args.data else dataset()
-    options = TranscribeOptions(language="en", beam_size=1, temperatures=(0.0,))
+    precision = "fp32" if args.fp32 else "auto"
+    options = TranscribeOptions(language="en", beam_size=1, temperatures=(0.0,), precision=precision)
     packed = Transcriber.from_spec(args.model, options).backend
     alone = Transcriber.from_spec(args.model, TranscribeOptions(language="en", beam_size=1, temperatures=(0.0,),
-                                                                pack=False)).backend
+                                                                pack=False, precision=precision)).backend
     print("command:", " ".join([Path(sys.executable).name] + sys.argv))
-    print(f"model {args.model}, batch {options.batch_size}, retry gap {packing.RETRY_GAP_SECONDS:g} s")
+    print(f"model {args.model}, batch {options.batch_size}, retry gap {packing.RETRY_GAP_SECONDS:g} s, "
+          f"precision {precision}" + (" (int8 output projection)" if packed._int8 else ""))
     counts = {}
     real_decode = packed._decode_batch
 
