@@ -611,6 +611,12 @@ def test_int8_head_decodes_as_fp32_does_and_leaves_the_model_alone(bundled_tiny_
         states = model.model.decoder.layer_norm(model.model.decoder.embed_tokens.weight[:64])
         assert (t.backend._head(states).argmax(-1) == head(states).argmax(-1)).float().mean() >= 0.95
 
+    # decoding inside decoding (a retry within a batch) still ends with the model's own head
+    with t.backend._decoding():
+        with t.backend._decoding():
+            assert model.proj_out is t.backend._head and t.backend._fp32_head is head
+    assert model.proj_out is head
+
     # weights changed in place (training goes on) -> the int8 copy is made again
     first = t.backend._int8_head()
     assert t.backend._int8_head() is first

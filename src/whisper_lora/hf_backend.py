@@ -38,7 +38,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from . import chunking, packing
 from .audio import N_SAMPLES, SAMPLE_RATE
 from .guards import compression_ratio, is_quiet, is_silence
-from .int8_head import build_int8_head
+from .int8_head import Int8Head, build_int8_head
 from .models import pick_device
 from .results import Decoded, Segment, split_timestamped
 from .transcribe_options import TranscribeOptions
@@ -193,23 +193,25 @@ class HFBackend:
         """bf16 autocast where chosen on a CPU; the int8 output head in place where chosen."""
         autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if self.device == "cpu" and self.precision == "bf16"
                     else contextlib.nullcontext())
+        previous = self.whisper.proj_out  # an Int8Head already when called inside another _decoding
+        if not isinstance(previous, Int8Head):
+            self._fp32_head = previous
         head = self._int8_head()
-        self._fp32_head = self.whisper.proj_out
         if head is not None:
             self.whisper.proj_out = head
         try:
             with autocast:
                 yield
         finally:
-            self.whisper.proj_out = self._fp32_head
+            self.whisper.proj_out = previous
 
     def _int8_head(self):
         if not self._int8:
             return None
-        weight = self.whisper.proj_out.weight
+        weight = self._fp32_head.weight
         key = (weight.data_ptr(), weight._version)  # rebuilt if the weights were changed since
         if key != self._head_key:
-            self._head, self._head_key = build_int8_head(self.whisper.proj_out), key
+            self._head, self._head_key = build_int8_head(self._fp32_head), key
             self._int8 = self._head is not None
         return self._head
 
