@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,14 +49,15 @@ def main() -> int:
     from whisper_lora import packing
     from whisper_lora.audio import load_audio
     from whisper_lora.metrics import error_rates
+    from whisper_lora.models import load_model
     from whisper_lora.transcribe import Transcriber, TranscribeOptions
 
     folder = Path(args.data) if args.data else dataset()
     precision = "fp32" if args.fp32 else "auto"
     options = TranscribeOptions(language="en", beam_size=1, temperatures=(0.0,), precision=precision)
-    packed = Transcriber.from_spec(args.model, options).backend
-    alone = Transcriber.from_spec(args.model, TranscribeOptions(language="en", beam_size=1, temperatures=(0.0,),
-                                                                pack=False, precision=precision)).backend
+    model, processor = load_model(args.model)  # once, for both ways of decoding
+    packed = Transcriber.from_model(model, processor, options).backend
+    alone = Transcriber.from_model(model, processor, replace(options, pack=False)).backend
     print("command:", " ".join([Path(sys.executable).name] + sys.argv))
     print(f"model {args.model}, batch {options.batch_size}, retry gap {packing.RETRY_GAP_SECONDS:g} s, "
           f"precision {precision}" + (" (int8 output projection)" if packed._int8 else ""))

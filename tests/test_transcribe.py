@@ -474,6 +474,7 @@ def test_packing_is_the_default_and_no_pack_turns_it_off():
     with pytest.raises(SystemExit):
         script.parse_args(["--model_path", "m", "--no_pack"])
 
+
 def test_packing_plan_fills_windows_and_leaves_long_clips_alone():
     from whisper_lora import packing
 

@@ -122,7 +122,7 @@ def decode_packed(audios: list[np.ndarray], decode_batch, options) -> list[Decod
     results: list[Decoded | None] = [None] * len(audios)
     durations = [len(a) / SAMPLE_RATE for a in audios]
     windows, alone = plan(durations)
-    todo = sorted(set(alone) - {i for i in alone if durations[i] > MAX_CLIP_SECONDS})
+    todo = [i for i in alone if durations[i] <= MAX_CLIP_SECONDS]  # each left in a window of one
     alone = [i for i in alone if durations[i] > MAX_CLIP_SECONDS]
     todo += _decode_windows(windows, audios, decode_batch, options, results)
     if todo:
