@@ -5,21 +5,26 @@ encoder is most of the work: a 3-second clip costs as much as a 30-second one. P
 clips one after another, separated by silence, into a window, decodes the window once with
 timestamps, and hands each timed segment back to the clip it lies in.
 
-A clip's share of a window can be in doubt: a segment that spans two clips, a window whose
-decoding failed the guards or did not reach its end, or a clip that got no text (it may be
-silence). Such clips are packed once more, further apart and beside other neighbours; a clip
-still in doubt then decodes alone, in a window of its own.
+A window's timestamps can be wrong, and then a segment lands on the wrong clip: a file would get
+another file's words. So a window is trusted whole or not at all: it is in doubt when a segment
+spans two clips or lies in the silence between them, when segments go back in time, when a clip
+gets no text, when two clips get the same words, or when the decoding failed the guards or did
+not reach its end. The clips of a window in doubt are packed once more, further apart and beside
+other neighbours; a clip still in doubt then decodes alone, in a window of its own.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
+from itertools import combinations
 
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .results import Decoded, Segment
+from .guards import is_quiet
+from .results import TIME_PRECISION, Decoded, Segment
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,13 @@ GAP_SECONDS = 0.8  # silence between clips: Whisper ends a segment there (1.5 s:
 RETRY_GAP_SECONDS = 1.5  # wider, for clips packed again after the first pass left them in doubt
 MAX_CLIP_SECONDS = 10.0  # longer clips gain little from sharing a window and decode alone
 STRADDLE_SECONDS = 0.3  # a segment overlapping two clips by more than this each is ambiguous
+TIME_SLACK = TIME_PRECISION  # one timestamp step: times closer than this are the same time
+# Two clips of a window whose texts share at least 3 words, and 60% of the shorter one's, are in
+# doubt: one clip's words written twice. Different sentences rarely do (a retry is all it costs).
+SAME_WORDS_MIN = 3
+SAME_WORDS_SHARE = 0.6
+_NO_SPACE = "\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff"  # kana and CJK ideographs: a word a character
+_WORD = re.compile(f"[{_NO_SPACE}]|[^\\W_{_NO_SPACE}]+")
 PACK_FACTOR = 8  # a backend that packs takes this many batches of files at once: ~a batch of windows
 
 
@@ -75,61 +87,121 @@ def window_audio(w: Window, audios: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def split(w: Window, segments: list[Segment]) -> tuple[dict[int, list[Segment]], set[int]]:
-    """Hand the window's segments to its clips: ({clip: segments in clip time}, clips in doubt)."""
+def split(w: Window, segments: list[Segment]) -> tuple[dict[int, list[Segment]], str | None]:
+    """Hand the window's segments to its clips: ({clip: segments in clip time}, doubt).
+
+    doubt is None when every clip's share is clear, else why the window's timeline cannot be
+    trusted. Then no clip of the window keeps its share, since Whisper placed at least one
+    segment where no single clip is and may have misplaced others (measured in bf16: a window
+    whose first segment ran over five clips gave its last clip the words of the fourth); given
+    then only tells which clips heard something (a segment across clips counts for each).
+
+    Clips with no text after the last one with text are no doubt when every other clip got one
+    segment: Whisper often ends a window early (all but the last clip heard, in 4 of 8 windows
+    of one set here). The others keep their shares; those clips, with empty shares, are the
+    caller's to decode again."""
     spans = [(off, off + dur) for off, dur in zip(w.offsets, w.durations)]
     given: dict[int, list[Segment]] = {i: [] for i in w.clips}
-    doubt: set[int] = set()
+    doubts = []
+    last_end = 0.0
     for seg in segments:
+        if seg.start < last_end - TIME_SLACK:
+            doubts.append(f"segments go back in time at {seg.start:.2f} s")
+        last_end = max(last_end, seg.end)
         overlaps = [max(0.0, min(seg.end, b) - max(seg.start, a)) for a, b in spans]
         touched = [k for k, o in enumerate(overlaps) if o > STRADDLE_SECONDS]
         if len(touched) > 1:
-            doubt.update(w.clips[k] for k in touched)
-            continue
-        if max(overlaps) > 0:
-            k = int(np.argmax(overlaps))
-        else:  # a segment in a gap (or a zero-length one): the clip whose span is nearest
-            mid = (seg.start + seg.end) / 2
-            k = int(np.argmin([min(abs(mid - a), abs(mid - b)) for a, b in spans]))
-        off, dur = w.offsets[k], w.durations[k]
-        start = min(max(seg.start - off, 0.0), dur)
-        given[w.clips[k]].append(Segment(start, min(max(seg.end - off, start), dur), seg.text))
-    doubt.update(i for i, segs in given.items() if not segs)
-    return given, doubt
+            doubts.append(f"a segment runs across {len(touched)} clips ({seg.start:.2f}-{seg.end:.2f} s)")
+        k = int(np.argmax(overlaps))
+        if not _inside(seg, spans[k], overlaps[k]):
+            doubts.append(f"a segment lies in the silence between clips ({seg.start:.2f}-{seg.end:.2f} s)")
+        for k in touched if len(touched) > 1 else [k]:
+            off, dur = w.offsets[k], w.durations[k]
+            start = min(max(seg.start - off, 0.0), dur)
+            given[w.clips[k]].append(Segment(start, min(max(seg.end - off, start), dur), seg.text))
+    heard = [k for k, i in enumerate(w.clips) if given[i]]
+    unheard = len(w.clips) - len(heard)
+    skipped = [k for k in range(heard[-1] if heard else 0) if k not in heard]
+    if not heard or skipped:  # a clip passed over: its words may have gone to a neighbour
+        doubts.append(f"{unheard} of {len(w.clips)} clips got no text")
+    elif unheard and any(len(segs) > 1 for segs in given.values()):
+        # Whisper's times may lag behind its words: a clip holding its own and the next clip's
+        # words, and so on, leaves the last clip with none (seen: "Seven." given "7. Hello.")
+        doubts.append(f"the last {unheard} clips got no text and a clip got two segments")
+    texts = {i: " ".join(s.text for s in segs) for i, segs in given.items()}
+    if not doubts and any(_same_words(texts[a], texts[b]) for a, b in combinations(w.clips, 2)):
+        doubts.append("two clips got the same words")
+    return given, "; ".join(doubts) if doubts else None
+
+
+def _inside(seg: Segment, span: tuple[float, float], overlap: float) -> bool:
+    """Most of the segment lies in the clip (or, for a segment of no length, it is at the clip).
+
+    Whisper's segments in a well-read window lie 75-100% inside their clips; a segment mostly
+    in a pause means the window's times and its words have parted."""
+    length = seg.end - seg.start
+    if length <= TIME_SLACK:
+        return span[0] - TIME_SLACK <= seg.start <= span[1] + TIME_SLACK
+    return overlap + TIME_SLACK >= length / 2
+
+
+def words(text: str) -> set[str]:
+    """Lower-case words; each kana or CJK character counts as one (those scripts write no spaces)."""
+    return set(_WORD.findall(text.lower()))
+
+
+def _same_words(a: str, b: str) -> bool:
+    """Two clips' texts share most of their words: one clip's words written twice, a shift."""
+    wa, wb = words(a), words(b)
+    shared = len(wa & wb)
+    return shared >= SAME_WORDS_MIN and shared >= SAME_WORDS_SHARE * min(len(wa), len(wb))
 
 
 def decode_short(audios: list[np.ndarray], decode_batch, options, packing: bool) -> list[Decoded]:
     """A backend's decode_short: short audio in batches of batch_size, or packed into windows
-    when the backend packs (see decode_packed for decode_batch)."""
-    if packing and len(audios) > 1:
-        return decode_packed(audios, decode_batch, options)
-    out = []
-    for start in range(0, len(audios), options.batch_size):
-        out += decode_batch(audios[start:start + options.batch_size])[0]
-    return out
+    when the backend packs (see decode_packed for decode_batch). Quiet audio (guards.is_quiet)
+    is not decoded at all: its text is empty, as when transcribe reads a quiet file."""
+    results: list[Decoded | None] = [None] * len(audios)
+    todo = []
+    for i, audio in enumerate(audios):
+        if is_quiet(audio, options):
+            results[i] = Decoded([], options.language, None)
+        else:
+            todo.append(i)
+    if packing and len(todo) > 1:
+        decoded = decode_packed([audios[i] for i in todo], decode_batch, options)
+    else:
+        decoded = []
+        for start in range(0, len(todo), options.batch_size):
+            decoded += decode_batch([audios[i] for i in todo[start:start + options.batch_size]])[0]
+    for i, dec in zip(todo, decoded):
+        results[i] = dec
+    return results
 
 
 def decode_packed(audios: list[np.ndarray], decode_batch, options) -> list[Decoded]:
     """Decode short clips packed into windows, batch_size windows at a time.
 
-    Clips in doubt after the first pass (and clips left alone in a window of one) are packed
-    once more, RETRY_GAP_SECONDS apart and beside other neighbours; only what is still in doubt
-    then decodes alone, a window per clip. A handful of doubtful clips thus costs a window, not
-    a window each.
+    A window is trusted whole or not at all (see split). The clips of a window in doubt are
+    packed once more, RETRY_GAP_SECONDS apart and beside other neighbours, except those that got
+    no text, which decode alone at once (a noise Whisper ignores would put every window it joins
+    in doubt). Clips left alone in a window of one join that second pass too; a window in doubt
+    there sends all its clips to decode alone, a window per clip.
 
     decode_batch(audios, timestamps=..., retry=...) -> (Decoded per audio, trouble per audio) is
     the backend's one-batch decoder; trouble means the text failed the guards or was cut off."""
     results: list[Decoded | None] = [None] * len(audios)
     durations = [len(a) / SAMPLE_RATE for a in audios]
-    windows, alone = plan(durations)
-    todo = [i for i in alone if durations[i] <= MAX_CLIP_SECONDS]  # each left in a window of one
-    alone = [i for i in alone if durations[i] > MAX_CLIP_SECONDS]
-    todo += _decode_windows(windows, audios, decode_batch, options, results)
-    if todo:
-        again, single = plan([durations[i] for i in todo], gap=RETRY_GAP_SECONDS)
-        for w in again:
-            w.clips = [todo[k] for k in w.clips]
-        alone += [todo[k] for k in single] + _decode_windows(again, audios, decode_batch, options, results)
+    windows, single = _plan(list(range(len(audios))), durations, GAP_SECONDS)
+    alone = [i for i in single if durations[i] > MAX_CLIP_SECONDS]
+    again = [i for i in single if durations[i] <= MAX_CLIP_SECONDS]  # each left in a window of one
+    doubtful, empty = _decode_windows(windows, audios, decode_batch, options, results)
+    again += doubtful
+    alone += empty
+    if again:
+        windows, single = _plan(sorted(again), durations, RETRY_GAP_SECONDS)
+        doubtful, empty = _decode_windows(windows, audios, decode_batch, options, results)
+        alone += single + doubtful + empty
     if alone:
         log.debug("packing: %d of %d clips decoded alone", len(alone), len(audios))
     alone.sort()
@@ -141,23 +213,41 @@ def decode_packed(audios: list[np.ndarray], decode_batch, options) -> list[Decod
     return results
 
 
-def _decode_windows(windows: list[Window], audios, decode_batch, options, results) -> list[int]:
-    """Decode windows batch_size at a time, filling results of the clips handed a clear share;
-    returns the clips in doubt."""
+def _plan(clips: list[int], durations: list[float], gap: float) -> tuple[list[Window], list[int]]:
+    """plan() over some of the clips, with windows and leftovers in the caller's clip indices."""
+    windows, single = plan([durations[i] for i in clips], gap=gap)
+    for w in windows:
+        w.clips = [clips[k] for k in w.clips]
+    return windows, [clips[k] for k in single]
+
+
+def _decode_windows(windows: list[Window], audios, decode_batch, options, results) -> tuple[list[int], list[int]]:
+    """Decode windows batch_size at a time, filling results of the clips of trusted windows.
+
+    Returns (clips to decode again, clips of windows in doubt that got no text): the first are
+    the clips of windows in doubt that got text, and those a trusted window left unheard at
+    its end."""
     doubtful: list[int] = []
+    empty: list[int] = []
     for start in range(0, len(windows), options.batch_size):
         batch = windows[start:start + options.batch_size]
         decoded, trouble = decode_batch([window_audio(w, audios) for w in batch], timestamps=True, retry=False)
         for w, dec, bad in zip(batch, decoded, trouble):
             given, doubt = split(w, dec.segments)
-            if bad:
-                doubt = set(w.clips)
-            doubtful += sorted(doubt)
-            for i, segs in given.items():
-                if i not in doubt:
+            if bad:  # a loop, an unreliable or a cut-off text: who said what is unknown
+                doubtful += w.clips
+            elif doubt is not None:
+                log.debug("packing: window of %d clips in doubt: %s", len(w.clips), doubt)
+                doubtful += [i for i in w.clips if given[i]]
+                empty += [i for i in w.clips if not given[i]]
+            else:
+                for i, segs in given.items():
+                    if not segs:  # after the last clip Whisper decoded: never heard, not misheard
+                        doubtful.append(i)
+                        continue
                     results[i] = Decoded(_as_asked(segs, len(audios[i]), options.return_timestamps),
                                          dec.language, None)
-    return doubtful
+    return doubtful, empty
 
 
 def _as_asked(segments: list[Segment], samples: int, timestamps: bool) -> list[Segment]:
