@@ -108,10 +108,10 @@ def make_system(name: str, args, ct2_dir: Path):
     if name in ("fw", "fw-batched"):
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
-        from whisper_lora.ct2_backend import COMPUTE_TYPES
+        from whisper_lora.ct2_backend import ct2_compute_type
 
         # The compute type our ct2 backend picks by default, so both run the same arithmetic.
-        compute = COMPUTE_TYPES[TranscribeOptions().resolved_precision("cpu")]
+        compute = ct2_compute_type(TranscribeOptions(), "cpu")
         model = WhisperModel(str(ct2_dir), device="cpu", compute_type=compute, cpu_threads=args.threads)
         if name == "fw":  # openai-whisper's sequential algorithm; no VAD on clips, timestamps only for long audio
             def run(audio, short):
@@ -214,7 +214,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)  # our ct2 backend takes its cpu_threads from torch too
     from whisper_lora.ct2_backend import ct2_folder
     from whisper_lora.manifest import read_manifest
-    from whisper_lora.transcribe_options import cpu_auto_precision
+    from whisper_lora.devices import cpu_auto_precision
 
     names = args.only.split(",") if args.only else list(SYSTEMS) + (["adapter", "merged"] if args.adapter else [])
     unknown = [n for n in names if n not in LABELS]

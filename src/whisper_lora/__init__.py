@@ -3,7 +3,8 @@
 from .errors import AudioError, ManifestError, ModelLoadError, OptionsError, WhisperLoraError
 from .audio import SAMPLE_RATE, audio_duration, load_audio
 from .manifest import Row, ValidationReport, checked_rows, format_report, read_manifest, validate_manifest
-from .models import load_model, pick_device
+from .devices import pick_device
+from .models import load_model
 
 # The rest is imported on first use (PEP 562), so `import whisper_lora` stays fast and light.
 # The functions train/transcribe/evaluate/merge/export share their modules' names (a package

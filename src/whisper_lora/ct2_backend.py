@@ -22,6 +22,7 @@ import numpy as np
 
 from . import packing
 from .audio import SAMPLE_RATE
+from .devices import pick_device
 from .errors import ModelLoadError, OptionsError
 from .guards import compression_ratio, is_silence
 from .results import Decoded, Segment, split_timestamped
@@ -78,6 +79,26 @@ def _bundled_ct2_folder(name: str, cache_dir) -> Path:
     return target
 
 
+def ct2_compute_type(options: TranscribeOptions, device: str) -> str:
+    """The CTranslate2 compute type for these options on this device ("cpu", "cuda", "cuda:N"):
+    options.compute_type when this device supports it, else the one that follows the precision,
+    or CTranslate2's default where the device lacks that one (bfloat16 on most CPUs)."""
+    import ctranslate2
+
+    ct2_device = "cuda" if device.startswith("cuda") else "cpu"
+    supported = ctranslate2.get_supported_compute_types(ct2_device)
+    if options.compute_type:
+        if options.compute_type not in supported | {"default", "auto"}:
+            raise OptionsError(f"--compute_type {options.compute_type}: not supported on this {ct2_device}; "
+                               f"choose one of {', '.join(sorted(supported))}")
+        return options.compute_type
+    compute_type = COMPUTE_TYPES[options.resolved_precision(device)]
+    if compute_type not in supported:
+        log.warning("%s is not supported by CTranslate2 on this %s; using its default instead", compute_type, ct2_device)
+        return "default"
+    return compute_type
+
+
 def _cpu_threads() -> int:
     """The same thread count as torch uses (physical cores, or OMP_NUM_THREADS): faster-whisper's
     own default is a fixed 4, which oversubscribes a 2-core machine."""
@@ -93,28 +114,15 @@ class CT2Backend:
 
     def __init__(self, folder: str | os.PathLike, options: TranscribeOptions, model_name: str = "model"):
         try:
-            import ctranslate2
+            import ctranslate2  # noqa: F401  (ct2_compute_type reads it)
             from faster_whisper import BatchedInferencePipeline, WhisperModel
         except ImportError as exc:
             raise ModelLoadError("--backend ct2 needs faster-whisper: pip install 'whisper-lora[ct2]'") from exc
-        from .models import pick_device
-
         device = pick_device(options.device)
         if device not in ("cpu",) and not device.startswith("cuda"):
             raise OptionsError(f"--backend ct2 runs on cpu or cuda, not {device}; use --backend hf")
         ct2_device = "cuda" if device.startswith("cuda") else "cpu"
-        supported = ctranslate2.get_supported_compute_types(ct2_device)
-        if options.compute_type:
-            if options.compute_type not in supported | {"default", "auto"}:
-                raise OptionsError(f"--compute_type {options.compute_type}: not supported on this {ct2_device}; "
-                                   f"choose one of {', '.join(sorted(supported))}")
-            compute_type = options.compute_type
-        else:
-            compute_type = COMPUTE_TYPES[options.resolved_precision(device)]
-            if compute_type not in supported:
-                log.warning("%s is not supported by CTranslate2 on this %s; using its default instead",
-                            compute_type, ct2_device)
-                compute_type = "default"
+        compute_type = ct2_compute_type(options, device)
         self.model = WhisperModel(str(folder), device=ct2_device, compute_type=compute_type,
                                   cpu_threads=_cpu_threads() if device == "cpu" else 0)
         self.pipeline = BatchedInferencePipeline(self.model)

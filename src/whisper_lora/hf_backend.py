@@ -39,7 +39,7 @@ from . import chunking, packing
 from .audio import N_SAMPLES, SAMPLE_RATE
 from .guards import compression_ratio, is_quiet, is_silence
 from .int8_head import Int8Head, build_int8_head
-from .models import pick_device
+from .devices import pick_device
 from .results import Decoded, Segment, split_timestamped
 from .transcribe_options import TranscribeOptions
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import Collator, LabelMaker, SpeechDataset, Tokens, timestamped_rows, usable_rows
+from .devices import cpu_has_native_bf16, mps_available
 from .errors import OptionsError, WhisperLoraError
 from .train_options import TrainOptions
 
@@ -61,7 +62,7 @@ def train(options: TrainOptions) -> TrainResult:
     output_dir = Path(options.output_dir).expanduser().absolute()
     resume = resolve_checkpoint(options.resume_from_checkpoint, output_dir)
     cuda = torch.cuda.is_available()
-    precision = options.precision(cuda=cuda, cpu_bf16=_cpu_has_bf16())
+    precision = options.precision(cuda=cuda, cpu_bf16=cpu_has_native_bf16())
     _setup_wandb(options, output_dir)
 
     model, processor = _load_base(options)
@@ -219,7 +220,7 @@ def _make_trainer(options: TrainOptions, model, processor, train_set, eval_set, 
         # Without a GPU, say so: accelerate then runs several processes as MULTI_CPU (gloo), with
         # gradients synchronised and validation results gathered; left out, each process would
         # train on its shard alone (transformers 5 / accelerate 1.x on a GPU-less machine).
-        use_cpu=not cuda and not _mps_available(),
+        use_cpu=not cuda and not mps_available(),
         **_checkpointing_args(options.gradient_checkpointing),
         logging_steps=options.logging_steps, logging_first_step=True,
         eval_strategy="steps" if evaluate else "no", eval_steps=options.resolved_eval_steps if evaluate else None,
@@ -414,21 +415,6 @@ def write_json(path: Path, data) -> None:
 
 
 # --- environment -----------------------------------------------------------------------------------
-
-def _cpu_has_bf16() -> bool:
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def _mps_available() -> bool:
-    import torch
-
-    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-
 
 def _setup_wandb(options: TrainOptions, output_dir: Path) -> None:
     if not options.use_wandb:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
+from .devices import cpu_auto_precision, cpu_has_native_bf16
 from .errors import OptionsError
 
 log = logging.getLogger(__name__)
@@ -62,10 +63,11 @@ class TranscribeOptions:
     beam_size: int = 1
     # Where the model runs: auto picks cuda, then mps, then cpu.
     device: str = "auto"
-    # Arithmetic: auto is bf16 autocast on CPUs with fast bf16 and on CUDA GPUs that have it, fp16 on
-    # other GPUs, fp32 elsewhere. fp16 on a CPU falls back to auto with a warning (slow there).
-    # auto in fp32 on a CPU decodes with the output projection in int8 (int8_head.py: faster, as
-    # accurate); fp32 keeps it in fp32 too.
+    # Arithmetic: auto is fp32 on every CPU (bf16 autocast did not decode faster even on CPUs with
+    # AVX512-BF16, and it bends timestamps: devices.py), bf16 on CUDA GPUs that have it, fp16 on
+    # other GPUs, fp32 elsewhere. auto on a CPU decodes with the output projection in int8
+    # (int8_head.py: faster, as accurate); fp32 keeps it in fp32 too. bf16 on a CPU is autocast,
+    # many times slower where the CPU lacks bf16 instructions. fp16 on a CPU falls back to auto.
     precision: str = "auto"
     # Pack several short files into one 30-second window (see packing.py) when the language is
     # known (given, or an English-only model): the encoder runs once per window instead of once
@@ -152,23 +154,12 @@ class TranscribeOptions:
                 log.warning("--fp16 on CPU: half precision is slow and inexact there; using %s instead",
                             cpu_auto_precision())
                 return cpu_auto_precision()
+            if self.precision == "bf16" and not cpu_has_native_bf16():
+                log.warning("--precision bf16 on a CPU without bf16 instructions (AVX512-BF16/AMX): bfloat16 "
+                            "is emulated there and many times slower than fp32; leave it out for the default")
             return cpu_auto_precision() if self.precision == "auto" else self.precision
         if self.precision != "auto":
             return self.precision
         if device.startswith("cuda"):
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "fp32"
-
-
-def cpu_auto_precision() -> str:
-    """bf16 where the CPU multiplies bf16 natively (AVX512-BF16 or AMX), else fp32.
-
-    Without those instructions bf16 matmuls are emulated: measured on an AVX2-only EPYC with
-    tiny.en, bf16 autocast decoded about 4x slower than fp32."""
-    import torch
-
-    try:
-        native = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except (AttributeError, RuntimeError):
-        native = False
-    return "bf16" if native else "fp32"

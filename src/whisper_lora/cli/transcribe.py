@@ -46,8 +46,8 @@ def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
                       help="float16 arithmetic (GPU; on CPU it falls back to the default with a warning)")
     if extended:
         prec.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
-                          help="float32 arithmetic throughout (the default on a CPU without bf16 is float32 "
-                               "with the output projection in int8: faster, as accurate)")
+                          help="float32 arithmetic throughout (the default on a CPU is float32 with the "
+                               "output projection in int8: faster, as accurate)")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="hf (transformers) or ct2 (faster-whisper on a CTranslate2 folder); auto: ct2 for a "
                         "CTranslate2 folder, else hf")
