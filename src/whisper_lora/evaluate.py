@@ -45,7 +45,7 @@ class EvaluateOptions:
     output_dir: str | None = None  # where CSVs and reports go; None writes nothing
     batch_size: int = 16  # files decoded together
     beam_size: int = 1  # 1: greedy decoding; more: beam search (slower, usually a little better)
-    precision: str = "auto"  # auto, fp32, bf16, fp16: as for transcription (auto: bf16 where the CPU has it)
+    precision: str = "auto"  # auto, fp32, bf16, fp16: as for transcription (auto on a CPU: fp32, int8 output head)
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
     cache_dir: str | None = None  # hub downloads and converted models
     max_samples: int | None = None  # evaluate the first N rows only (quick checks)
