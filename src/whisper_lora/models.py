@@ -201,11 +201,11 @@ def _from_pretrained(spec: str, source: str, cache_dir, dtype):
         return load(local_files_only=True)
     except OSError:
         pass
-    unreachable = f"cannot load {spec!r}: it is not in the Hugging Face cache and the hub is unreachable from here"
     if not _hub_reachable():
         # huggingface_hub would retry for about a minute before saying the same.
-        raise ModelLoadError(f"{unreachable}. {offline_choices()}. If the model was downloaded before, "
-                             "pass the same --cache_dir.")
+        raise ModelLoadError(f"cannot load {spec!r}: it is not in the Hugging Face cache and the hub is unreachable "
+                             f"from here. {offline_choices()}. If the model was downloaded before, pass the same "
+                             "--cache_dir.")
     try:
         return load()
     except OSError as exc:

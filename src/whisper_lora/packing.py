@@ -8,8 +8,8 @@ timestamps, and hands each timed segment back to the clip it lies in.
 A window's timestamps can be wrong, and then a segment lands on the wrong clip: a file would get
 another file's words. So a window is trusted whole or not at all: it is in doubt when a segment
 spans two clips or lies in the silence between them, when segments go back in time, when a clip
-gets no text, when two clips get the same words, or when the decoding failed the guards or did
-not reach its end. The clips of a window in doubt are packed once more, further apart and beside
+is passed over (or the last ones get nothing while another got two segments), when two clips get
+the same words, or when the decoding failed the guards or did not reach its end. The clips of a window in doubt are packed once more, further apart and beside
 other neighbours; a clip still in doubt then decodes alone, in a window of its own.
 """
 
@@ -128,9 +128,10 @@ def split(w: Window, segments: list[Segment]) -> tuple[dict[int, list[Segment]],
         # Whisper's times may lag behind its words: a clip holding its own and the next clip's
         # words, and so on, leaves the last clip with none (seen: "Seven." given "7. Hello.")
         doubts.append(f"the last {unheard} clips got no text and a clip got two segments")
-    texts = {i: " ".join(s.text for s in segs) for i, segs in given.items()}
-    if not doubts and any(_same_words(texts[a], texts[b]) for a, b in combinations(w.clips, 2)):
-        doubts.append("two clips got the same words")
+    if not doubts:
+        texts = {i: " ".join(s.text for s in segs) for i, segs in given.items()}
+        if any(_same_words(texts[a], texts[b]) for a, b in combinations(w.clips, 2)):
+            doubts.append("two clips got the same words")
     return given, "; ".join(doubts) if doubts else None
 
 
