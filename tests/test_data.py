@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from whisper_lora.data import (IGNORE_INDEX, Collator, LabelMaker, SpeechDataset, Tokens, speech_span,
-                               timestamped_rows, usable_rows)
+from whisper_lora.data import Collator, LabelMaker, SpeechDataset, speech_span, timestamped_rows, usable_rows
 from whisper_lora.errors import ManifestError, OptionsError
 from whisper_lora.manifest import Row
+from whisper_lora.tokens import IGNORE_INDEX, Tokens
 from whisper_lora.window_packing import WindowPacker
 
 

@@ -17,7 +17,6 @@ from whisper_lora.evaluate import (
     EvaluateOptions,
     Evaluation,
     ModelResult,
-    guess_language,
     model_labels,
     score_transcripts,
     write_outputs,
@@ -58,12 +57,6 @@ def test_corpus_scores_equal_jiwer():
     refs, hyps = zip(*en)
     assert scores["en"].raw_wer == pytest.approx(jiwer.wer(list(refs), list(hyps)))
     assert scores["zh"].cer == pytest.approx(2 / 6)
-
-
-@pytest.mark.parametrize("text,lang", [("hello", "en"), ("這是", "zh"), ("こんにちは", "ja"), ("안녕", "ko"),
-                                       ("สวัสดี", "th"), ("Grüße", "en")])
-def test_guess_language(text, lang):
-    assert guess_language(text) == lang
 
 
 def test_model_labels_unique(tmp_path):

@@ -164,18 +164,6 @@ def test_cli_reports_option_errors(merged, tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
 
 
-def test_replace_folder_swaps_whole_folders(tmp_path):
-    from whisper_lora.merge import replace_folder
-
-    new, old = tmp_path / "new", tmp_path / "out"
-    new.mkdir()
-    (new / "a").write_text("new")
-    old.mkdir()
-    (old / "b").write_text("old")
-    replace_folder(new, old)
-    assert [p.name for p in old.iterdir()] == ["a"] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-
-
 def test_export_default_output_dir(adapter):
     options = ExportOptions(model_path=str(adapter), quantization="int8")
     assert options.target() == adapter.parent / "output-ct2-int8"

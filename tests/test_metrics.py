@@ -7,11 +7,9 @@ import random
 import jiwer
 import pytest
 
-from whisper_lora.errors import OptionsError
 from whisper_lora.metrics import (
     Counts,
     error_rates,
-    language_code,
     normalize,
     normalize_for_cer,
     primary_metric,
@@ -107,14 +105,6 @@ def test_thai_keeps_vowel_marks():
 ])
 def test_primary_metric(language, metric):
     assert primary_metric(language) == metric
-
-
-def test_language_code():
-    assert language_code("English") == "en"
-    assert language_code("zh") == "zh"
-    assert language_code(None) is None
-    with pytest.raises(OptionsError, match="klingon"):
-        language_code("klingon")
 
 
 def test_counts_rate_edge_cases():

@@ -19,7 +19,7 @@ import torch
 from whisper_lora.audio import SAMPLE_RATE, load_audio
 from whisper_lora.errors import OptionsError
 from whisper_lora.transcribe import (
-    FileResult, TranscribeOptions, Transcriber, choose_backend, read_audio_list, transcribe)
+    TranscribeOptions, Transcriber, choose_backend, read_audio_list, transcribe)
 
 from .conftest import SENTENCES
 

@@ -10,7 +10,7 @@ import pytest
 
 from whisper_lora.errors import OptionsError
 from whisper_lora.results import FileResult, Segment, join_segments, split_timestamped
-from whisper_lora.writers import atomic_write, format_for, format_timestamp, open_writer
+from whisper_lora.writers import format_for, format_timestamp, open_writer
 
 RESULTS = [
     FileResult(path="a.wav", text="Hello there. General Kenobi.", duration=4.2, language="en",
@@ -126,13 +126,6 @@ def test_zero_length_segment_still_makes_a_valid_cue(tmp_path):
     r = FileResult(path="z.wav", text="hi", duration=1.0, segments=[Segment(0.5, 0.5, "hi")])
     cues = parse_cues(write_all(tmp_path / "z.srt", [r]).read_text(), SRT_TIME, numbered=True)
     assert cues[0][0] == 0.5 and cues[0][1] > 0.5
-
-
-def test_atomic_write_leaves_no_temporary_files(tmp_path):
-    atomic_write(tmp_path / "x" / "out.txt", "one")
-    atomic_write(tmp_path / "x" / "out.txt", "two")
-    assert [p.name for p in (tmp_path / "x").iterdir()] == ["out.txt"]
-    assert (tmp_path / "x" / "out.txt").read_text() == "two"
 
 
 def test_join_segments_spaces_only_between_spaced_scripts():

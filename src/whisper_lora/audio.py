@@ -20,6 +20,8 @@ from .errors import AudioError
 SAMPLE_RATE = 16000  # Hz
 CHUNK_LENGTH = 30  # seconds of audio the encoder sees at once
 N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000 samples in a 30-second window
+HOP_LENGTH = 160  # samples between log-mel frames (10 ms)
+N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 log-mel frames in a window
 
 # Suffixes libsndfile decodes itself; anything else (or a file libsndfile rejects) goes to PyAV.
 SOUNDFILE_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au", ".caf", ".w64"}

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
+from .audio import CHUNK_LENGTH, SAMPLE_RATE
 
-MAX_SECONDS = 30.0  # the encoder's window
+MAX_SECONDS = float(CHUNK_LENGTH)  # the encoder's window
 SEARCH_SECONDS = 8.0  # a cut is looked for in the last this many seconds before the limit
 FRAME_SECONDS = 0.02  # energy is measured per 20-ms frame
 SMOOTH_SECONDS = 0.3  # and averaged over this long, so a short dip inside a word is not a pause

@@ -17,9 +17,8 @@ import torch
 
 from .ct2_reader import read_ct2_model
 from .errors import ModelLoadError
+from .tokens import N_TIMESTAMPS, TIME_PRECISION
 
-TIMESTAMP_RESOLUTION = 0.02  # seconds per timestamp token: 30 s window / 1500 encoder frames
-N_TIMESTAMPS = 1501  # <|0.00|> .. <|30.00|>
 
 
 def _weights(variables: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -186,7 +185,7 @@ def build_processor(folder: Path, n_mels: int):
     added = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))["added_tokens"]
     specials = [t["content"] for t in sorted(added, key=lambda t: t["id"]) if t["special"]]
     tokenizer.add_special_tokens({"additional_special_tokens": specials})
-    timestamps = [AddedToken(f"<|{i * TIMESTAMP_RESOLUTION:.2f}|>", lstrip=False, rstrip=False,
+    timestamps = [AddedToken(f"<|{i * TIME_PRECISION:.2f}|>", lstrip=False, rstrip=False,
                              normalized=False, special=False) for i in range(N_TIMESTAMPS)]
     if tokenizer.convert_tokens_to_ids("<|0.00|>") in (None, tokenizer.unk_token_id):
         tokenizer.add_tokens(timestamps)

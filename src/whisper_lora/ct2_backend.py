@@ -15,15 +15,15 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from . import packing
-from .audio import SAMPLE_RATE
+from .audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE
 from .devices import pick_device
 from .errors import ModelLoadError, OptionsError
+from .fileio import build_once
 from .guards import compression_ratio, is_silence
 from .results import Decoded, Segment, split_timestamped
 from .transcribe_options import TranscribeOptions
@@ -60,23 +60,14 @@ def _bundled_ct2_folder(name: str, cache_dir) -> Path:
     if len(BUNDLED[name].parts) == 1:
         return folder
     cache = Path(cache_dir) / "whisper-lora" if cache_dir else default_cache_dir()
-    target = cache / "ct2" / f"{name}-{hashlib.sha256(data).hexdigest()[:20]}"
-    if (target / "model.bin").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    try:
-        (tmp / "model.bin").write_bytes(data)
-        for name_ in CT2_FILES:
-            if (folder / name_).is_file():
-                shutil.copy2(folder / name_, tmp / name_)
-        os.replace(tmp, target)
-    except OSError:
-        if not (target / "model.bin").is_file():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+
+    def build(tmp: Path) -> None:
+        for file in CT2_FILES:
+            if (folder / file).is_file():
+                shutil.copy2(folder / file, tmp / file)
+        (tmp / "model.bin").write_bytes(data)  # last: its presence marks the folder complete
+
+    return build_once(cache / "ct2" / f"{name}-{hashlib.sha256(data).hexdigest()[:20]}", build, done_file="model.bin")
 
 
 def ct2_compute_type(options: TranscribeOptions, device: str) -> str:
@@ -142,8 +133,7 @@ class CT2Backend:
         # Pad the audio (not the spectrogram) to 30 s, as Whisper's and HF's feature extractors do:
         # zero mel frames differ from the log-mel of silence, and that changed ~1 in 4 transcripts
         # against the HF backend on the same weights.
-        n_samples = 30 * 16000
-        return np.stack([self.model.feature_extractor(a, padding=max(0, n_samples - len(a)))[..., :3000]
+        return np.stack([self.model.feature_extractor(a, padding=max(0, N_SAMPLES - len(a)))[..., :N_FRAMES]
                          for a in audios])
 
     @property

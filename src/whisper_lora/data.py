@@ -31,58 +31,13 @@ import numpy as np
 
 from . import audio
 from .errors import ManifestError, OptionsError
+from .languages import NO_SPACE_LANGUAGES
 from .manifest import Row, format_report, validate_manifest
+from .tokens import IGNORE_INDEX, TIME_PRECISION, Tokens
 
 log = logging.getLogger(__name__)
 
-TIME_PRECISION = 0.02  # seconds per timestamp token step: <|0.00|>, <|0.02|>, ... <|30.00|>
-N_TIMESTAMPS = 1501  # 30 s / 0.02 s + 1 timestamp tokens
-IGNORE_INDEX = -100  # label value the cross-entropy loss skips
-# Languages written without spaces between words: their text gets no leading space.
-NO_SPACE_LANGUAGES = frozenset({"zh", "yue", "ja", "th", "lo", "km", "my"})
 SHOWN_DROPPED_ROWS = 10  # rows listed by name in a drop report; the rest are counted
-
-
-@dataclass(frozen=True)
-class Tokens:
-    """The special token ids of one model, read from its generation config."""
-
-    start: int  # <|startoftranscript|>: the decoder start token, never part of the labels
-    end: int  # <|endoftext|>
-    no_timestamps: int  # <|notimestamps|>
-    timestamp_begin: int  # <|0.00|>; <|t|> is timestamp_begin + round(t / 0.02)
-    multilingual: bool  # True: the prefix carries language and task tokens
-    lang_to_id: dict = field(default_factory=dict)  # "<|en|>" -> id (multilingual models)
-    task_to_id: dict = field(default_factory=dict)  # "transcribe" -> id (multilingual models)
-
-    @classmethod
-    def of(cls, model) -> Tokens:
-        gen = model.generation_config
-        start = model.config.decoder_start_token_id
-        if getattr(gen, "no_timestamps_token_id", None) is None:
-            raise OptionsError("the model's generation config has no <|notimestamps|> id: it cannot be "
-                               "fine-tuned here; load it with whisper_lora.load_model")
-        multilingual = bool(getattr(gen, "is_multilingual", bool(getattr(gen, "lang_to_id", None))))
-        return cls(start=start, end=gen.eos_token_id if isinstance(gen.eos_token_id, int) else gen.eos_token_id[0],
-                   no_timestamps=gen.no_timestamps_token_id, timestamp_begin=gen.no_timestamps_token_id + 1,
-                   multilingual=multilingual, lang_to_id=dict(getattr(gen, "lang_to_id", None) or {}),
-                   task_to_id=dict(getattr(gen, "task_to_id", None) or {}))
-
-    def timestamp(self, seconds: float) -> int:
-        step = int(round(min(max(seconds, 0.0), 30.0) / TIME_PRECISION))
-        return self.timestamp_begin + step
-
-    def prefix(self, language: str | None, task: str, timestamps: bool) -> list[int]:
-        """<|startoftranscript|> [<|lang|> <|task|>] [<|notimestamps|>]."""
-        ids = [self.start]
-        if self.multilingual:
-            lang = self.lang_to_id.get(f"<|{language}|>")
-            if lang is None:
-                raise OptionsError(f"language {language!r} has no token in this model; use a Whisper code such as en, zh")
-            ids += [lang, self.task_to_id[task]]
-        if not timestamps:
-            ids.append(self.no_timestamps)
-        return ids
 
 
 @dataclass(frozen=True)

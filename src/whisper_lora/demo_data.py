@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import os
 import random
 import re
@@ -44,6 +43,7 @@ import numpy as np
 import soundfile
 
 from .errors import OptionsError, WhisperLoraError
+from .fileio import atomic_path, write_json
 from .tts import synthesize_cached
 
 LANGUAGES = ("en", "zh")
@@ -391,12 +391,6 @@ def _jittered(voice: Voice, rng: random.Random) -> Voice:
     return Voice(voice.name, min(max(speed, 80), 450), min(max(pitch, 0), 99))
 
 
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # atomic: a reader never sees half a manifest
-
-
 def _rows(paths: list[Path], texts: list[str], out_dir: Path, language: str) -> list[dict]:
     rows = []
     for path, text in zip(paths, texts):
@@ -452,9 +446,8 @@ def build_long_file(texts: list[str], speak, path: Path, long_seconds: float,
                 break
     if rate is None:
         raise WhisperLoraError("the long file needs at least one sentence")
-    tmp = path.with_name(path.name + ".part.wav")
-    soundfile.write(tmp, np.concatenate(pieces), rate, subtype="PCM_16")
-    os.replace(tmp, path)  # atomic, like every file written here
+    with atomic_path(path) as tmp:
+        soundfile.write(tmp, np.concatenate(pieces), rate, subtype="PCM_16")
     return segments, position / rate
 
 
@@ -495,7 +488,7 @@ def build_dataset(out_dir: str | os.PathLike, language: str = "en", n_train: int
     for name in ("train", "validation", "test", "test_other_voice"):
         texts = [text for text, _ in groups[name]]
         manifests[name] = out / f"{name}.json"
-        _write_json(manifests[name], _rows(by_group[name], texts, out, opts.language))
+        write_json(manifests[name], _rows(by_group[name], texts, out, opts.language), indent=1)
 
     # The long file speaks evaluation sentences, test ones first (their clips are reused), until
     # long_seconds; it is named by everything that decides its content.
@@ -508,12 +501,12 @@ def build_dataset(out_dir: str | os.PathLike, language: str = "en", n_train: int
     long_row = _rows([long_audio], [joiner.join(s["text"] for s in segments)], out, opts.language)[0]
     long_row["segments"] = segments
     manifests["long"] = out / "long.json"
-    _write_json(manifests["long"], [long_row])
+    write_json(manifests["long"], [long_row], indent=1)
 
     counts = {name: len(groups[name]) for name in ("train", "validation", "test", "test_other_voice")}
     counts.update(long_seconds=round(seconds, 1), long_sentences=len(segments))
     info = out / "dataset_info.json"
-    _write_json(info, {
+    write_json(info, {
         "language": opts.language, "seed": opts.seed, "voice": str(opts.voice),
         "other_voice": str(opts.other_voice), "jitter": opts.jitter, "counts": counts,
         "train_generated": splits.generated,
@@ -521,7 +514,7 @@ def build_dataset(out_dir: str | os.PathLike, language: str = "en", n_train: int
                     "validation": f"resources/{opts.language}_train.txt (held out)",
                     "test": f"resources/{opts.language}_eval.txt"},
         "options": {k: (str(v) if isinstance(v, Voice) else v) for k, v in vars(opts).items()},
-    })
+    }, indent=1)
     return DemoDataset(folder=out, train=manifests["train"], validation=manifests["validation"],
                        test=manifests["test"], test_other_voice=manifests["test_other_voice"],
                        long=manifests["long"], long_audio=long_audio, info=info, options=opts, counts=counts)

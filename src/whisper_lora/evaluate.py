@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import OptionsError
-from .metrics import Scores, language_code, normalize, normalize_for_cer, utterance_errors
+from .fileio import write_bytes
+from .languages import guess_language, language_code
+from .metrics import Scores, normalize, normalize_for_cer, utterance_errors
 
 log = logging.getLogger(__name__)
 
@@ -126,19 +128,6 @@ class Evaluation:
     data: str  # the manifest, absolute
     results: list[ModelResult]
     files: dict[str, Path] = field(default_factory=dict)  # what was written: name -> path
-
-
-def guess_language(text: str) -> str:
-    """A scoring language from a reference's script (see the module doc)."""
-    if re.search(r"[\u3040-\u30ff]", text):
-        return "ja"
-    if re.search(r"[\uac00-\ud7af\u1100-\u11ff]", text):
-        return "ko"
-    if re.search(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]", text):
-        return "zh"
-    if re.search(r"[\u0e00-\u0e7f]", text):
-        return "th"
-    return "en"
 
 
 def score_transcripts(rows, hypotheses: list[str], failures: list[str | None] | None = None,
@@ -288,8 +277,8 @@ def write_outputs(evaluation: Evaluation, output_dir: str | os.PathLike, worst: 
         writer.writeheader()
         writer.writerows(utterance_rows(result))
         name = f"utterances-{file_slug(result.label)}.csv"
-        files[name] = report.write_atomic(out / name, buffer.getvalue().encode("utf-8"))
-    files["results.json"] = report.write_atomic(out / "results.json",
+        files[name] = write_bytes(out / name, buffer.getvalue().encode("utf-8"))
+    files["results.json"] = write_bytes(out / "results.json",
                                           (json.dumps(results_json(evaluation), indent=2, ensure_ascii=False)
                                            + "\n").encode("utf-8"))
     files.update(report.write_reports(evaluation, out, worst=worst))

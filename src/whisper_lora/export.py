@@ -61,7 +61,7 @@ class ExportOptions:
 
 def export(options: ExportOptions) -> Path:
     """Convert options.model_path for faster-whisper; return the output folder (written atomically)."""
-    from .merge import replace_folder
+    from .fileio import replace_folder
 
     out = options.target().resolve()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from . import audio
 from .errors import AudioError, ManifestError, OptionsError
+from .languages import lookup_language
 
 logger = logging.getLogger(__name__)
 
@@ -338,21 +339,9 @@ def _unknown_key(key: str) -> str:
 
 def _language(value: object) -> tuple[str | None, str | None]:
     """(Whisper language code, error). Accepts a code ("en"), a name ("English") or a token ("<|en|>")."""
-    if value is None:
-        return None, None
-    # Imported here: transformers takes seconds to import, and most manifests have no language key.
-    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
-
-    if isinstance(value, str):
-        key = value.strip().lower().removeprefix("<|").removesuffix("|>")
-        if key in LANGUAGES:
-            return key, None
-        if key in TO_LANGUAGE_CODE:
-            return TO_LANGUAGE_CODE[key], None
-        base = key.replace("_", "-").split("-")[0]  # "zh-CN" -> "zh"
-        hint = f" (use '{base}')" if base in LANGUAGES else " (use a Whisper code such as en, zh, ja, or a name)"
-        return None, f"unknown language '{value}'{hint}"
-    return None, f"language must be a string such as \"en\", got {_json_type(value)}"
+    if value is not None and not isinstance(value, str):
+        return None, f"language must be a string such as \"en\", got {_json_type(value)}"
+    return lookup_language(value)
 
 
 def _segments(value: object) -> tuple[list[dict] | None, str | None]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelLoadError, OptionsError, WhisperLoraError
+from .fileio import replace_folder
 
 log = logging.getLogger(__name__)
 
@@ -134,17 +135,3 @@ def merge(options: MergeOptions) -> Path:
     return out
 
 
-def replace_folder(src: Path, dst: Path) -> None:
-    """Rename src to dst; an existing dst is moved aside first and removed only after the swap."""
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.replace(dst, old)
-    try:
-        os.replace(src, dst)
-    except OSError:
-        if old is not None:
-            os.replace(old, dst)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -25,33 +25,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .errors import OptionsError
+from .languages import CER_LANGUAGES, CHINESE, language_code
 
 log = logging.getLogger(__name__)
-
-# Languages scored by character error rate: their scripts write no spaces between words (or, for
-# Korean, the spacing is inconsistent enough that CER is the usual figure).
-CER_LANGUAGES = frozenset({"zh", "yue", "ja", "ko", "th", "lo", "km", "my"})
-# Languages whose text is mapped Traditional -> Simplified before scoring.
-CHINESE = frozenset({"zh", "yue"})
-
-
-def language_code(language: str | None) -> str | None:
-    """'en', 'English', 'english', '<|en|>' -> 'en'; None stays None. Unknown names are an OptionsError."""
-    if language is None or language == "":
-        return None
-    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
-
-    lang = language.strip().lower()
-    if lang.startswith("<|") and lang.endswith("|>"):  # the language token itself
-        lang = lang[2:-2]
-    if lang in LANGUAGES:
-        return lang
-    if lang in TO_LANGUAGE_CODE:
-        return TO_LANGUAGE_CODE[lang]
-    raise OptionsError(f"language {language!r} is not one Whisper knows; use a code such as en, zh, "
-                       f"ja or a name such as english (known codes: {', '.join(sorted(LANGUAGES))})")
-
 
 def primary_metric(language: str | None) -> str:
     """'cer' for languages written without spaces between words, else 'wer'."""

@@ -15,13 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 from .devices import pick_device  # noqa: F401  (whisper_lora.models.pick_device, as before)
 from .errors import ModelLoadError
+from .fileio import build_once
 
 # peft asks transformers a question transformers has renamed (is_gradient_checkpointing): noise
 # on every adapter load and training run, not a problem of the user's.
@@ -52,22 +51,7 @@ CONVERTER_VERSION = 2  # 2: tokenizer has its pad/bos/eos/unk tokens (<|endoftex
 
 def _cached_conversion(key: str, cache_dir: Path, convert) -> Path:
     """Run convert(tmp_dir) once per key; the result appears atomically at cache_dir/converted/key."""
-    key = f"{key}-v{CONVERTER_VERSION}"
-    target = cache_dir / "converted" / key
-    if (target / "config.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
-    try:
-        convert(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not (target / "config.json").is_file():  # not a concurrent twin that won the race
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_once(cache_dir / "converted" / f"{key}-v{CONVERTER_VERSION}", convert, done_file="config.json")
 
 
 def _ct2_to_hf(folder: Path, cache_dir: Path, model_bin: bytes | None = None) -> Path:

@@ -22,13 +22,15 @@ from itertools import combinations
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
+from .audio import CHUNK_LENGTH, SAMPLE_RATE
 from .guards import is_quiet
-from .results import TIME_PRECISION, Decoded, Segment
+from .languages import CJK
+from .results import Decoded, Segment
+from .tokens import TIME_PRECISION
 
 log = logging.getLogger(__name__)
 
-WINDOW_SECONDS = 30.0
+WINDOW_SECONDS = float(CHUNK_LENGTH)
 GAP_SECONDS = 0.8  # silence between clips: Whisper ends a segment there (1.5 s: as accurate, 1.3x slower)
 RETRY_GAP_SECONDS = 1.5  # wider, for clips packed again after the first pass left them in doubt
 MAX_CLIP_SECONDS = 10.0  # longer clips gain little from sharing a window and decode alone
@@ -38,8 +40,7 @@ TIME_SLACK = TIME_PRECISION  # one timestamp step: times closer than this are th
 # doubt: one clip's words written twice. Different sentences rarely do (a retry is all it costs).
 SAME_WORDS_MIN = 3
 SAME_WORDS_SHARE = 0.6
-_NO_SPACE = "\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff"  # kana and CJK ideographs: a word a character
-_WORD = re.compile(f"[{_NO_SPACE}]|[^\\W_{_NO_SPACE}]+")
+_WORD = re.compile(f"[{CJK}]|[^\\W_{CJK}]+")  # a kana or CJK character is a word
 PACK_FACTOR = 8  # a backend that packs takes this many batches of files at once: ~a batch of windows
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .curves import training_plots
+from .fileio import write_bytes
 
 
 @dataclass
@@ -188,19 +189,11 @@ def render_html(evaluation, tables: list[Table], images: list[Image]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write a file under a temporary name, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
-
-
 def write_reports(evaluation, output_dir: str | os.PathLike, worst: int = 10) -> dict[str, Path]:
     """Write report.md, report.html and the curve PNGs into output_dir; return name -> path."""
     out = Path(output_dir)
     tables, images = sections(evaluation, worst)
-    files = {img.name: write_atomic(out / img.name, img.png) for img in images}
-    files["report.md"] = write_atomic(out / "report.md", render_markdown(evaluation, tables, images).encode("utf-8"))
-    files["report.html"] = write_atomic(out / "report.html", render_html(evaluation, tables, images).encode("utf-8"))
+    files = {img.name: write_bytes(out / img.name, img.png) for img in images}
+    files["report.md"] = write_bytes(out / "report.md", render_markdown(evaluation, tables, images).encode("utf-8"))
+    files["report.html"] = write_bytes(out / "report.html", render_html(evaluation, tables, images).encode("utf-8"))
     return files

@@ -5,8 +5,10 @@ so the evaluate command and the benchmarks never see backend-specific objects.""
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
+
+from .languages import joins_without_space
+from .tokens import TIME_PRECISION
 
 
 @dataclass(frozen=True)
@@ -53,23 +55,16 @@ class Decoded:
     language_probability: float | None  # set when the language was detected
 
 
-# Scripts written without spaces between words: segment texts in them are joined with no space.
-_NO_SPACE = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
-
-
 def join_segments(segments: list[Segment]) -> str:
     """The transcript of a file: segment texts joined by a space, except between CJK characters."""
     text = ""
     for seg in segments:
         if not seg.text:
             continue
-        if text and not (_NO_SPACE.match(text[-1]) and _NO_SPACE.match(seg.text[0])):
+        if text and not joins_without_space(text, seg.text):
             text += " "
         text += seg.text
     return text
-
-
-TIME_PRECISION = 0.02  # seconds per timestamp token: 30 s / 1500 encoder frames
 
 
 def split_timestamped(tokens: list[int], timestamp_begin: int, first_special: int, decode,

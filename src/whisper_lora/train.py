@@ -21,7 +21,6 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from pathlib import Path
 from .data import Collator, LabelMaker, SpeechDataset, Tokens, timestamped_rows, usable_rows
 from .devices import cpu_has_native_bf16, mps_available
 from .errors import OptionsError, WhisperLoraError
+from .fileio import write_json
 from .train_options import TrainOptions
 
 log = logging.getLogger(__name__)
@@ -400,21 +400,6 @@ def summary_line(result: TrainResult) -> str:
     return text
 
 
-def write_json(path: Path, data) -> None:
-    """Write atomically: a reader never sees half a file, a crash never leaves one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-# --- environment -----------------------------------------------------------------------------------
 
 def _setup_wandb(options: TrainOptions, output_dir: Path) -> None:
     if not options.use_wandb:

@@ -14,7 +14,9 @@ import tempfile
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from .audio import CHUNK_LENGTH
 from .errors import OptionsError
+from .languages import language_code
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,7 @@ LORA_MODULES = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 # every projection in both stacks learns the voice fastest; see the report for the figures.
 DEFAULT_LORA_MODULES = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 DECODER_POSITIONS = 448  # Whisper's decoder context: labels can never be longer
-MAX_SECONDS = 30.0  # Whisper's encoder window; longer clips cannot be trained on whole
+MAX_SECONDS = float(CHUNK_LENGTH)  # Whisper's encoder window; longer clips cannot be trained on whole
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                  "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
 
@@ -131,7 +133,7 @@ class TrainOptions:
             if value is not None:
                 object.__setattr__(self, name, os.fspath(value))
         if self.language is not None:
-            object.__setattr__(self, "language", _language_code(self.language))
+            object.__setattr__(self, "language", language_code(self.language, flag="--language"))
         self._check()
 
     def _check(self):
@@ -276,15 +278,6 @@ class TrainOptions:
 # Share of targets with timestamp tokens when --timestamps is not given: enough that the
 # model keeps writing timestamps after fine-tuning (measured: see the report / tests).
 DEFAULT_TIMESTAMP_SHARE = 0.3
-
-
-def _language_code(language: str) -> str:
-    from .metrics import language_code
-
-    try:
-        return language_code(language)
-    except OptionsError:
-        raise OptionsError(f"--language {language!r}: not a Whisper language; use a code such as en, zh, ja") from None
 
 
 __all__ = ["TrainOptions", "TASKS", "LORA_MODULES", "DEFAULT_LORA_MODULES", "DEFAULT_TIMESTAMP_SHARE"]

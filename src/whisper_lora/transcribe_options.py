@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 from .devices import cpu_auto_precision, cpu_has_native_bf16
 from .errors import OptionsError
+from .languages import language_code
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +30,9 @@ MAX_NEW_TOKENS = 440  # the decoder's 448 positions less the longest start promp
 
 def normalize_language(language: str | None) -> str | None:
     """'zh', 'Chinese', 'mandarin', '<|zh|>' -> 'zh'; None stays None (detect)."""
-    if language is None:
-        return None
-    from .metrics import language_code
-
-    try:
-        code = language_code(language)
-    except OptionsError:
-        code = None
-    if code is None:  # unknown, or empty: detection is asked for by leaving --language out
-        from transformers.models.whisper.tokenization_whisper import LANGUAGES
-
-        raise OptionsError(f"--language {language!r}: not a Whisper language; use a code such as en, zh, ja, de, fr "
-                           f"(all {len(LANGUAGES)}: {', '.join(sorted(LANGUAGES))})")
-    return code
+    if language is not None and not language.strip():  # detection is asked for by leaving --language out
+        raise OptionsError("--language '': empty; leave --language out to detect the language")
+    return language_code(language, flag="--language")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from .errors import WhisperLoraError
+from .fileio import atomic_path
 
 ESPEAK = "espeak-ng"
 
@@ -29,15 +30,12 @@ def synthesize(text: str, path: str | os.PathLike, voice: str = "en-us", speed: 
         raise WhisperLoraError(
             "espeak-ng is not installed; install it with `sudo apt-get install espeak-ng` "
             "(or run `make setup`, which installs it)")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    cmd = [ESPEAK, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(tmp), "--", text]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0 or not tmp.exists():
-        raise WhisperLoraError(f"espeak-ng failed for voice {voice!r}: {proc.stderr.strip()}")
-    os.replace(tmp, path)  # atomic: a half-written file never carries the final name
-    return path
+    with atomic_path(path) as tmp:
+        cmd = [ESPEAK, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(tmp), "--", text]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 or not tmp.stat().st_size:
+            raise WhisperLoraError(f"espeak-ng failed for voice {voice!r}: {proc.stderr.strip()}")
+    return Path(path)
 
 
 def synthesize_cached(text: str, folder: str | os.PathLike, voice: str = "en-us", speed: int = 160,

@@ -19,7 +19,8 @@ from __future__ import annotations
 import random
 
 from . import audio
-from .data import NO_SPACE_LANGUAGES, PAUSE_SECONDS, concat_with_pauses
+from .data import PAUSE_SECONDS, concat_with_pauses
+from .languages import NO_SPACE_LANGUAGES
 
 
 class WindowPacker:

@@ -16,30 +16,16 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
 from .errors import OptionsError
+from .fileio import write_text
 from .results import FileResult
 
 FORMATS = ("json", "txt", "tsv", "srt", "vtt")
 EAGER_RESULTS = 1000  # up to this many results, the file is rewritten after every one (cheap: ~100 kB)
 FLUSH_SECONDS = 2.0  # beyond that, at most this often (and at the end)
-
-
-def atomic_write(path: str | os.PathLike, text: str) -> None:
-    """Write text to path so that readers see either the old or the new file, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def format_timestamp(seconds: float, decimal_marker: str = ".", always_hours: bool = False) -> str:
@@ -85,7 +71,7 @@ class Writer:
         self.write()
 
     def write(self) -> None:
-        atomic_write(self.path, self.render())
+        write_text(self.path, self.render())
         self._last_flush = time.monotonic()
 
     def render(self) -> str:
@@ -140,7 +126,7 @@ class SubtitleWriter(Writer):
     def add(self, result: FileResult) -> None:
         self.results.append(result)
         if result.ok:
-            atomic_write(self.target_for(result), self.render_one(result))
+            write_text(self.target_for(result), self.render_one(result))
 
     def close(self) -> None:
         pass  # each file was written when it finished
