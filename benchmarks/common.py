@@ -33,7 +33,7 @@ def peak_rss_mb() -> float:
 
 def dataset(folder: Path = DEFAULT_DATA, n_train: int = 240):
     """The demo's English data set (espeak-ng, a voice tiny.en gets wrong), built once and cached."""
-    from whisper_lora.demo_data import build_dataset
+    from whisper_lora.synthetic.datasets import build_dataset
 
     return build_dataset(folder, language="en", n_train=n_train, long_seconds=600.0)
 

@@ -40,7 +40,7 @@ def main() -> int:
     from whisper_lora.export import ExportOptions, export
     from whisper_lora.manifest import read_manifest
     from whisper_lora.merge import MergeOptions, merge
-    from whisper_lora.metrics import error_rates
+    from whisper_lora.scoring.metrics import error_rates
 
     p = argparse.ArgumentParser()
     p.add_argument("--model", required=True, help="training output folder (base + adapter)")

@@ -32,7 +32,7 @@ from transformers import TrainerCallback
 import whisper_lora.train as train_module
 from whisper_lora.evaluate import EvaluateOptions, evaluate
 from whisper_lora.manifest import read_manifest
-from whisper_lora.train_options import TrainOptions
+from whisper_lora.training.options import TrainOptions
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -127,9 +127,9 @@ def quality(model: str, data: Path, work: Path) -> list[dict]:
 
 def infer(model: str, data: Path) -> list[dict]:
     from whisper_lora.audio import audio_duration
-    from whisper_lora.metrics import error_rates
+    from whisper_lora.scoring.metrics import error_rates
     from whisper_lora.transcribe import Transcriber
-    from whisper_lora.transcribe_options import TranscribeOptions
+    from whisper_lora.decoding.options import TranscribeOptions
 
     rows = []
     for name, manifest, batch in (("short clips", "test.json", 16), ("long file", "long.json", 16)):

@@ -74,8 +74,8 @@ def long_file(long_json: Path, seconds: float) -> tuple[np.ndarray, str, str]:
 
 
 def _grow_long_file(folder: Path, first: list[str], seconds: float):
-    from whisper_lora.demo_data import Voice, build_long_file, read_sentences
-    from whisper_lora.tts import synthesize_cached
+    from whisper_lora.synthetic.datasets import Voice, build_long_file, read_sentences
+    from whisper_lora.synthetic.tts import synthesize_cached
 
     voice = Voice.parse(json.loads((folder / "dataset_info.json").read_text())["voice"])
     out = folder / "audio" / f"long-bench-{voice.name}-{seconds:g}s.wav"
@@ -144,7 +144,7 @@ def make_system(name: str, args, ct2_dir: Path):
 
 def measure(name, args, ct2_dir, short, long_audio, long_ref) -> dict:
     from whisper_lora.audio import audio_duration
-    from whisper_lora.metrics import error_rates
+    from whisper_lora.scoring.metrics import error_rates
 
     decode_short, decode_long = make_system(name, args, ct2_dir)
     paths, refs = [p for p, _ in short], [t for _, t in short]
@@ -220,7 +220,7 @@ def main() -> int:
     unknown = [n for n in names if n not in LABELS]
     if unknown or (not args.adapter and {"adapter", "merged"} & set(names)):
         p.error(f"--only: unknown {unknown} (choose from {', '.join(LABELS)}; adapter/merged need --adapter)")
-    from whisper_lora import packing
+    from whisper_lora.decoding import packing
 
     if args.pack_gap is not None:
         packing.GAP_SECONDS = args.pack_gap

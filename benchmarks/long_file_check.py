@@ -2,7 +2,7 @@
 
     python benchmarks/long_file_check.py --data /tmp/demo_en/data MODEL [MODEL ...] [--backend hf|ct2]
 
---data is a folder from whisper_lora.demo_data.build_dataset; its long.json holds one long WAV of
+--data is a folder from whisper_lora.synthetic.datasets.build_dataset; its long.json holds one long WAV of
 joined sentences with each sentence's start and end. The one-by-one clips are cut from that same
 WAV (each sentence with 0.3 s either side), so both runs hear exactly the same speech. Prints per
 model: WER of the whole file, WER of the sentences one by one, their ratio, whether every
@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def words(text: str) -> list[str]:
-    from whisper_lora.metrics import normalize
+    from whisper_lora.scoring.metrics import normalize
 
     return normalize(text, "en").split()
 
@@ -50,7 +50,7 @@ def main() -> int:
 
     from whisper_lora.audio import SAMPLE_RATE, load_audio
     from whisper_lora.manifest import read_manifest
-    from whisper_lora.metrics import error_rates
+    from whisper_lora.scoring.metrics import error_rates
     from whisper_lora.transcribe import TranscribeOptions, Transcriber
 
     row = read_manifest(Path(args.data) / "long.json")[0]

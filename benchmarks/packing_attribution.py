@@ -32,8 +32,8 @@ def clips(folder: Path, voices: list[str], per_voice: int) -> list[tuple[str, st
     """(path, what is said) of every file; silence and hiss say ''."""
     import soundfile
 
-    from whisper_lora.demo_data import read_sentences
-    from whisper_lora.tts import synthesize_cached
+    from whisper_lora.synthetic.datasets import read_sentences
+    from whisper_lora.synthetic.tts import synthesize_cached
 
     sentences = read_sentences("en", "eval") + read_sentences("en", "train")
     out = []
@@ -64,9 +64,9 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from whisper_lora.metrics import error_rates
+    from whisper_lora.scoring.metrics import error_rates
     from whisper_lora.models import load_model
-    from whisper_lora.packing import words
+    from whisper_lora.decoding.packing import words
     from whisper_lora.transcribe import Transcriber, TranscribeOptions
 
     folder = Path(tempfile.gettempdir()) / "whisper-lora-packing-attribution"

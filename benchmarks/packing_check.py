@@ -46,9 +46,9 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from whisper_lora import packing
+    from whisper_lora.decoding import packing
     from whisper_lora.audio import load_audio
-    from whisper_lora.metrics import error_rates
+    from whisper_lora.scoring.metrics import error_rates
     from whisper_lora.models import load_model
     from whisper_lora.transcribe import Transcriber, TranscribeOptions
 

@@ -100,7 +100,7 @@ def run_reference(data, out: Path, samples: int, batch: int) -> dict:
 def run_ours(data, out: Path, samples: int, batch: int, freeze_encoder: bool = False, pack: bool = True) -> dict:
     from whisper_lora.manifest import read_manifest
     from whisper_lora.train import train
-    from whisper_lora.train_options import TrainOptions
+    from whisper_lora.training.options import TrainOptions
 
     rows = read_manifest(data.train)
     rows = (rows * (samples // len(rows) + 1))[:samples]
@@ -120,9 +120,9 @@ def _our_step_flops(out: Path, rows, pack: bool) -> float:
     """FLOPs of one step of the trained adapter on a batch of these rows as our trainer builds it
     (packed into shared windows when it packs; a share of the targets timestamped)."""
     from whisper_lora import load_model
-    from whisper_lora.data import Collator, LabelMaker, SpeechDataset, Tokens, timestamped_rows
-    from whisper_lora.train_options import DEFAULT_TIMESTAMP_SHARE
-    from whisper_lora.window_packing import WindowPacker
+    from whisper_lora.training.dataset import Collator, LabelMaker, SpeechDataset, Tokens, timestamped_rows
+    from whisper_lora.training.options import DEFAULT_TIMESTAMP_SHARE
+    from whisper_lora.training.packing import WindowPacker
 
     model, processor = load_model(str(out))
     maker = LabelMaker(processor.tokenizer, Tokens.of(model), "transcribe")

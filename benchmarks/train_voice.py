@@ -3,7 +3,7 @@ and of another voice, for one set of training flags.
 
     python benchmarks/train_voice.py --data /tmp/demo_en --out /tmp/run1 [--eval_only] -- [train flags]
 
---data is a folder from whisper_lora.demo_data.build_dataset (train/validation/test/test_other_voice
+--data is a folder from whisper_lora.synthetic.datasets.build_dataset (train/validation/test/test_other_voice
 .json); every flag after `--` goes to whisper_lora_finetune.py (model, epochs, LoRA, ...); the
 defaults are TrainOptions'. Prints one line per model and test set: WER (normalised) and the
 relative change, plus the training time. Test sentences are never in the training split.
@@ -35,7 +35,7 @@ def transcribe(model, processor, paths, batch_size=8, return_timestamps=False):
 
 def wer_of(spec, manifest, cache={}):
     from whisper_lora.manifest import read_manifest
-    from whisper_lora.metrics import error_rates
+    from whisper_lora.scoring.metrics import error_rates
     from whisper_lora.models import load_model
 
     if spec not in cache:

@@ -14,9 +14,9 @@ import jiwer
 import torch
 
 from whisper_lora.audio import load_audio
-from whisper_lora.demo_data import read_sentences
+from whisper_lora.synthetic.datasets import read_sentences
 from whisper_lora.models import load_model
-from whisper_lora.tts import synthesize_cached
+from whisper_lora.synthetic.tts import synthesize_cached
 
 
 def norm(text: str) -> str:

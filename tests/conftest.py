@@ -30,7 +30,7 @@ def speech_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def say(speech_dir):
     """say(text, voice="en-us", speed=160) -> Path of a WAV file of espeak-ng speaking text."""
-    from whisper_lora.tts import espeak_available, synthesize_cached
+    from whisper_lora.synthetic.tts import espeak_available, synthesize_cached
 
     if not espeak_available():
         pytest.fail("espeak-ng is missing: run `make setup` (it installs espeak-ng)")

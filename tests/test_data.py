@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from whisper_lora.data import Collator, LabelMaker, SpeechDataset, speech_span, timestamped_rows, usable_rows
+from whisper_lora.training.dataset import Collator, LabelMaker, SpeechDataset, speech_span, timestamped_rows, usable_rows
 from whisper_lora.errors import ManifestError, OptionsError
 from whisper_lora.manifest import Row
 from whisper_lora.tokens import IGNORE_INDEX, Tokens
-from whisper_lora.window_packing import WindowPacker
+from whisper_lora.training.packing import WindowPacker
 
 
 def ids(tokenizer, *tokens):
@@ -271,7 +271,7 @@ def test_encoder_cache_gives_the_loss_of_a_full_forward(english, english_clips):
     """Cached encoder outputs give the same loss as running the encoder; the budget is kept."""
     import torch
 
-    from whisper_lora.encoder_cache import EncoderCache
+    from whisper_lora.training.encoder_cache import EncoderCache
 
     model, processor, maker = english
     rows = [Row(i + 1, str(path), text) for i, (path, text) in enumerate(english_clips[:3])]

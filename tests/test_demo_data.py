@@ -11,7 +11,7 @@ import re
 import pytest
 import soundfile
 
-from whisper_lora.demo_data import (DEFAULTS, DatasetOptions, Voice, build_dataset, generated_sentences,
+from whisper_lora.synthetic.datasets import (DEFAULTS, DatasetOptions, Voice, build_dataset, generated_sentences,
                                     read_sentences, split_sentences, zh_generated_sentence, zh_word_lists)
 from whisper_lora.errors import OptionsError
 from whisper_lora.manifest import read_manifest

@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from whisper_lora import devices, transcribe_options
+from whisper_lora import devices
+from whisper_lora.decoding import options as transcribe_options
 from whisper_lora.errors import ModelLoadError
 from whisper_lora.transcribe import TranscribeOptions
 

@@ -11,7 +11,7 @@ import re
 import jiwer
 import pytest
 
-from whisper_lora.curves import error_rate_tags, loss_tags, read_curves, training_plots
+from whisper_lora.scoring.curves import error_rate_tags, loss_tags, read_curves, training_plots
 from whisper_lora.errors import OptionsError
 from whisper_lora.evaluate import (
     EvaluateOptions,

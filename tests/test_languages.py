@@ -7,7 +7,7 @@ import pytest
 from whisper_lora.errors import OptionsError
 from whisper_lora.languages import (CER_LANGUAGES, NO_SPACE_LANGUAGES, guess_language, joins_without_space,
                                     language_code, lookup_language)
-from whisper_lora.results import Segment, join_segments
+from whisper_lora.decoding.results import Segment, join_segments
 
 
 @pytest.mark.parametrize("given, code", [("English", "en"), ("zh", "zh"), ("<|ja|>", "ja"), (" Mandarin ", "zh"),

@@ -147,7 +147,7 @@ def test_export_merged_int8(merged, adapter_ids, features, tmp_path):
     assert (out / "model.bin").stat().st_size < 0.5 * (merged / "model.safetensors").stat().st_size
     ids = ct2_ids(out, features, "int8")
     # int8 rounds every weight: the transcripts must stay close, not bit-identical
-    from whisper_lora.metrics import error_rates
+    from whisper_lora.scoring.metrics import error_rates
 
     _, processor = load_model(str(merged))
     refs = processor.tokenizer.batch_decode(adapter_ids)

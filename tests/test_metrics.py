@@ -7,7 +7,7 @@ import random
 import jiwer
 import pytest
 
-from whisper_lora.metrics import (
+from whisper_lora.scoring.metrics import (
     Counts,
     error_rates,
     normalize,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from whisper_lora import ModelLoadError, load_model
-from whisper_lora.bundled import locate
+from whisper_lora.models.bundled import locate
 from whisper_lora.models import resolve_hf_folder
 
 from .conftest import SENTENCES
@@ -173,7 +173,7 @@ def test_ct2_folder_and_cache(tmp_path, monkeypatch, tiny_ct2_folder):
 
 def test_openai_pt_checkpoint_roundtrip(tmp_path, bundled_tiny_en):
     """Write the weights as openai-whisper does, then load the .pt: the weights must match."""
-    from whisper_lora.convert_openai import hf_name
+    from whisper_lora.models.openai_to_hf import hf_name
 
     model, _ = bundled_tiny_en
     sd = model.state_dict()

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from whisper_lora.audio import SAMPLE_RATE, load_audio
-from whisper_lora.packing import words
+from whisper_lora.decoding.packing import words
 from whisper_lora.transcribe import TranscribeOptions, Transcriber
 
 from .conftest import SENTENCES

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from whisper_lora.errors import ManifestError, OptionsError
-from whisper_lora.train_options import TrainOptions
+from whisper_lora.training.options import TrainOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "whisper_lora_finetune.py"
@@ -417,7 +417,7 @@ def test_real_tiny_en_keeps_timestamps_after_fine_tuning(say, english_clips, tmp
 
 def test_out_of_memory_advice_names_the_fixes():
     from whisper_lora.train import out_of_memory_advice
-    from whisper_lora.train_options import TrainOptions
+    from whisper_lora.training.options import TrainOptions
 
     opts = TrainOptions.__new__(TrainOptions)  # the advice reads flags only; skip path checks
     for name, value in dict(per_device_train_batch_size=4, gradient_accumulation_steps=2,

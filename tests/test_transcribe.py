@@ -178,8 +178,8 @@ def test_long_array_gives_ordered_segments_within_its_duration(random_transcribe
 
 def test_long_files_are_cut_into_pieces_decoded_in_batches(random_pair, english_clips, monkeypatch):
     """Pieces of both files share batches; each file gets its own ordered segments back."""
-    from whisper_lora.chunking import cut_at_pauses
-    from whisper_lora.hf_backend import HFBackend
+    from whisper_lora.decoding.long_form import cut_at_pauses
+    from whisper_lora.decoding.hf import HFBackend
 
     clips = [load_audio(p) for p, _ in english_clips]
     long70 = np.concatenate(clips * 5)[:70 * SAMPLE_RATE]
@@ -350,7 +350,7 @@ def test_thirty_seconds_of_silence_gives_no_text(tiny_en, tmp_path):
 def test_long_file_keeps_every_sentence_in_order(tiny_en, bundled_tiny_en, say, tmp_path):
     """Batched pieces (the default) and sequential windows both keep every sentence, in order,
     and batched gets about as many words right."""
-    from whisper_lora.metrics import error_rates
+    from whisper_lora.scoring.metrics import error_rates
 
     sentences = SENTENCES * 2  # 12 sentences with pauses: ~45 s, two windows and a border
     path = joined([say(s) for s in sentences], 1.2, tmp_path / "long.wav")
@@ -385,7 +385,7 @@ def test_long_file_keeps_every_sentence_in_order(tiny_en, bundled_tiny_en, say, 
 def test_sentence_left_after_a_long_audio_piece_is_decoded_again(tiny_en, say):
     """Whisper often ends a piece of long audio before its last sentence; the tail after the last
     segment is found (unless it is quiet, too short, or nothing was decoded) and decoded."""
-    from whisper_lora.results import Segment
+    from whisper_lora.decoding.results import Segment
 
     first, second = load_audio(say(SENTENCES[0])), load_audio(say(SENTENCES[2]))
     pause = np.zeros(SAMPLE_RATE, dtype=np.float32)
@@ -443,7 +443,7 @@ def test_bundled_base_detects_languages_like_faster_whisper(say):
 # ---- cutting long audio into pieces ----------------------------------------------------------------
 
 def test_long_audio_is_cut_in_a_pause_into_pieces_of_at_most_30_seconds():
-    from whisper_lora.chunking import cut_at_pauses
+    from whisper_lora.decoding.long_form import cut_at_pauses
 
     rng = np.random.default_rng(0)
     bursts = rng.normal(0, 0.1, 95 * SAMPLE_RATE) * (1 + np.sin(np.arange(95 * SAMPLE_RATE) / 800))  # ~syllables
@@ -477,7 +477,7 @@ def test_packing_is_the_default_and_no_pack_turns_it_off():
 
 
 def test_packing_plan_fills_windows_and_leaves_long_clips_alone():
-    from whisper_lora import packing
+    from whisper_lora.decoding import packing
 
     durations = [3.0, 12.0, 2.0, 8.0, 3.0, 29.0, 4.0]
     windows, alone = packing.plan(durations)
@@ -492,8 +492,8 @@ def test_packing_plan_fills_windows_and_leaves_long_clips_alone():
 
 
 def test_packing_split_hands_segments_back_and_flags_doubt():
-    from whisper_lora import packing
-    from whisper_lora.results import Segment
+    from whisper_lora.decoding import packing
+    from whisper_lora.decoding.results import Segment
 
     w = packing.Window(clips=[7, 3, 5], offsets=[0.0, 4.5, 9.0], durations=[3.0, 3.0, 3.0])
     given, doubt = packing.split(w, [Segment(0.0, 2.9, "one"), Segment(4.6, 7.0, "two"),
@@ -531,8 +531,8 @@ def test_clips_in_doubt_are_packed_again_before_any_decodes_alone():
     """The scheduling of decode_packed, with a scripted decoder that reads which clip is where
     from the window audio (clip k is filled with the value k + 1) and says one segment per clip,
     except where it is told to run two clips together or to miss one."""
-    from whisper_lora import packing
-    from whisper_lora.results import Decoded, Segment
+    from whisper_lora.decoding import packing
+    from whisper_lora.decoding.results import Decoded, Segment
 
     seconds = [3.0, 3.0, 3.0, 3.0, 3.0, 12.0, 3.0]
     audios = [np.full(int(s * SAMPLE_RATE), (k + 1.0) / 10, dtype=np.float32) for k, s in enumerate(seconds)]
@@ -573,7 +573,7 @@ def test_clips_in_doubt_are_packed_again_before_any_decodes_alone():
 
 
 def test_window_audio_places_each_clip_at_its_offset():
-    from whisper_lora import packing
+    from whisper_lora.decoding import packing
 
     clips = [np.ones(16000, dtype=np.float32), np.full(8000, 2.0, dtype=np.float32)]
     w = packing.Window(clips=[1, 0], offsets=[0.0, 2.0], durations=[0.5, 1.0])
@@ -612,7 +612,7 @@ def test_packed_decoding_keeps_each_file_to_itself(bundled_tiny_en, english_clip
 @pytest.mark.slow
 def test_int8_head_decodes_as_fp32_does_and_leaves_the_model_alone(bundled_tiny_en, english_clips):
     from whisper_lora.int8_head import Int8Head
-    from whisper_lora.metrics import error_rates
+    from whisper_lora.scoring.metrics import error_rates
     model, processor = bundled_tiny_en
     head = model.proj_out
     paths = [str(p) for p, _ in english_clips]

@@ -9,8 +9,8 @@ import re
 import pytest
 
 from whisper_lora.errors import OptionsError
-from whisper_lora.results import FileResult, Segment, join_segments, split_timestamped
-from whisper_lora.writers import format_for, format_timestamp, open_writer
+from whisper_lora.decoding.results import FileResult, Segment, join_segments, split_timestamped
+from whisper_lora.decoding.writers import format_for, format_timestamp, open_writer
 
 RESULTS = [
     FileResult(path="a.wav", text="Hello there. General Kenobi.", duration=4.2, language="en",

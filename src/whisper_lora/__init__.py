@@ -11,11 +11,11 @@ from .models import load_model
 # attribute that importing the module replaces), so they are imported from their modules:
 # `from whisper_lora.train import train`.
 _LAZY = {
-    "TrainOptions": ".train_options", "TrainResult": ".train",
-    "TranscribeOptions": ".transcribe_options", "Transcriber": ".transcribe", "read_audio_list": ".transcribe",
-    "FileResult": ".results", "Segment": ".results", "EvaluateOptions": ".evaluate",
+    "TrainOptions": ".training.options", "TrainResult": ".train",
+    "TranscribeOptions": ".decoding.options", "Transcriber": ".transcribe", "read_audio_list": ".transcribe",
+    "FileResult": ".decoding.results", "Segment": ".decoding.results", "EvaluateOptions": ".evaluate",
     "MergeOptions": ".merge", "ExportOptions": ".export", "DemoOptions": ".demo", "run_demo": ".demo",
-    "error_rates": ".metrics",
+    "error_rates": ".scoring.metrics",
 }
 
 

@@ -66,12 +66,12 @@ def _evaluate(models, manifest: Path, language: str, output_dir: Path | None):
 
 
 def run_demo(opts: DemoOptions) -> DemoResult:
-    from .demo_data import build_dataset
+    from .synthetic.datasets import build_dataset
     from .evaluate import Evaluation, write_outputs
     from .train import train
-    from .train_options import TrainOptions
+    from .training.options import TrainOptions
     from .transcribe import transcribe
-    from .transcribe_options import TranscribeOptions
+    from .decoding.options import TranscribeOptions
 
     start = time.monotonic()
     out = Path(opts.output_dir).absolute()

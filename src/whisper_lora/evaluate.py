@@ -30,7 +30,7 @@ from pathlib import Path
 from .errors import OptionsError
 from .fileio import write_bytes
 from .languages import guess_language, language_code
-from .metrics import Scores, normalize, normalize_for_cer, utterance_errors
+from .scoring.metrics import Scores, normalize, normalize_for_cer, utterance_errors
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ def utterance_rows(result: ModelResult) -> list[dict]:
 
 def write_outputs(evaluation: Evaluation, output_dir: str | os.PathLike, worst: int = 10) -> dict[str, Path]:
     """Write per-utterance CSVs, results.json, report.md/.html and curve PNGs; return their paths."""
-    from . import report
+    from .scoring import report
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

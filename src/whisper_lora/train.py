@@ -26,11 +26,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import Collator, LabelMaker, SpeechDataset, Tokens, timestamped_rows, usable_rows
+from .training.dataset import Collator, LabelMaker, SpeechDataset, Tokens, timestamped_rows, usable_rows
 from .devices import cpu_has_native_bf16, mps_available
 from .errors import OptionsError, WhisperLoraError
 from .fileio import write_json
-from .train_options import TrainOptions
+from .training.options import TrainOptions
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +195,9 @@ def _make_trainer(options: TrainOptions, model, processor, train_set, eval_set, 
     from transformers.integrations import TensorBoardCallback
     from transformers.trainer_callback import ProgressCallback
 
-    from .encoder_cache import EncoderCache
-    from .window_packing import WindowPacker
-    from .trainer import (CheckpointExtrasCallback, FinalStepCallback, LossProgressCallback, WhisperTrainer,
+    from .training.encoder_cache import EncoderCache
+    from .training.packing import WindowPacker
+    from .training.trainer import (CheckpointExtrasCallback, FinalStepCallback, LossProgressCallback, WhisperTrainer,
                           compute_metrics_fn)
 
     evaluate = eval_set is not None

@@ -26,9 +26,9 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, load_audio
 from .errors import AudioError, OptionsError
-from .guards import is_quiet
-from .results import Decoded, FileResult, Segment, join_segments
-from .transcribe_options import TranscribeOptions
+from .decoding.guards import is_quiet
+from .decoding.results import Decoded, FileResult, Segment, join_segments
+from .decoding.options import TranscribeOptions
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Transcriber:
         options = options or TranscribeOptions()
         spec = str(spec)
         if choose_backend(spec, options.backend) == "ct2":
-            from .ct2_backend import CT2Backend, ct2_folder
+            from .decoding.ct2 import CT2Backend, ct2_folder
 
             return cls(CT2Backend(ct2_folder(spec, options.cache_dir), options, model_name=spec), spec)
         from .models import is_adapter_folder, load_model
@@ -75,7 +75,7 @@ class Transcriber:
     @classmethod
     def from_model(cls, model, processor, options: TranscribeOptions | None = None,
                    model_name: str = "model") -> "Transcriber":
-        from .hf_backend import HFBackend
+        from .decoding.hf import HFBackend
 
         return cls(HFBackend(model, processor, options or TranscribeOptions(), model_name), model_name)
 
@@ -228,7 +228,7 @@ def _echo(result: FileResult, n_files: int, timestamps: bool) -> str:
     if result.error:
         return f"{head}ERROR: {result.error}"
     if timestamps:
-        from .writers import format_timestamp
+        from .decoding.writers import format_timestamp
 
         return head + "\n".join(f"[{format_timestamp(s.start)} --> {format_timestamp(s.end)}] {s.text}"
                                 for s in result.segments)
@@ -245,7 +245,7 @@ def transcribe(model: str | os.PathLike, audio_paths: list[str], options: Transc
     progress: a progress bar on stderr with audio-seconds decoded per second."""
     from tqdm import tqdm
 
-    from .writers import format_for, open_writer
+    from .decoding.writers import format_for, open_writer
 
     options = options or TranscribeOptions()
     if not audio_paths:

@@ -1,7 +1,7 @@
 """`whisper-lora evaluate --model SPEC [--model SPEC2 ...] --data MANIFEST`: WER/CER side by side."""
 
 from ..evaluate import EvaluateOptions, evaluate
-from ..report import markdown_table, results_table
+from ..scoring.report import markdown_table, results_table
 
 
 def add_parser(subparsers):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..train_options import DEFAULT_LORA_MODULES, DEFAULT_TIMESTAMP_SHARE, LORA_MODULES, TrainOptions
+from ..training.options import DEFAULT_LORA_MODULES, DEFAULT_TIMESTAMP_SHARE, LORA_MODULES, TrainOptions
 
 DESCRIPTION = ("Fine-tune Whisper with LoRA adapters on a JSON/JSONL manifest of audio files and transcripts. "
                "Writes the adapter, processor, configs, metrics and TensorBoard logs to --output_dir.")

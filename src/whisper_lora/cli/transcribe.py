@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..transcribe_options import BACKENDS, DEVICES, LONG_FORMS, TASKS
-from ..writers import FORMATS
+from ..decoding.options import BACKENDS, DEVICES, LONG_FORMS, TASKS
+from ..decoding.writers import FORMATS
 
 
 def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:

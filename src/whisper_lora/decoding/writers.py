@@ -19,8 +19,8 @@ import os
 import time
 from pathlib import Path
 
-from .errors import OptionsError
-from .fileio import write_text
+from ..errors import OptionsError
+from ..fileio import write_text
 from .results import FileResult
 
 FORMATS = ("json", "txt", "tsv", "srt", "vtt")

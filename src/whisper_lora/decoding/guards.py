@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import zlib
 
-from .transcribe_options import TranscribeOptions
+from .options import TranscribeOptions
 
 
 def compression_ratio(text: str) -> float:

@@ -22,11 +22,11 @@ from itertools import combinations
 
 import numpy as np
 
-from .audio import CHUNK_LENGTH, SAMPLE_RATE
+from ..audio import CHUNK_LENGTH, SAMPLE_RATE
 from .guards import is_quiet
-from .languages import CJK
+from ..languages import CJK
 from .results import Decoded, Segment
-from .tokens import TIME_PRECISION
+from ..tokens import TIME_PRECISION
 
 log = logging.getLogger(__name__)
 

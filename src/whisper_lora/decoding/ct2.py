@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from . import packing
-from .audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE
-from .devices import pick_device
-from .errors import ModelLoadError, OptionsError
-from .fileio import build_once
+from ..audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE
+from ..devices import pick_device
+from ..errors import ModelLoadError, OptionsError
+from ..fileio import build_once
 from .guards import compression_ratio, is_silence
 from .results import Decoded, Segment, split_timestamped
-from .transcribe_options import TranscribeOptions
+from .options import TranscribeOptions
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ def ct2_folder(spec: str, cache_dir: str | os.PathLike | None = None) -> Path:
 
 def _bundled_ct2_folder(name: str, cache_dir) -> Path:
     """Bundled models ship model.bin whole (tiny.en) or in parts (base): join the parts once, cached."""
-    from .bundled import BUNDLED, locate
-    from .models import default_cache_dir
+    from ..models.bundled import BUNDLED, locate
+    from ..models import default_cache_dir
 
     folder, data = locate(name)  # checks the sha256
     if len(BUNDLED[name].parts) == 1:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
-from .devices import cpu_auto_precision, cpu_has_native_bf16
-from .errors import OptionsError
-from .languages import language_code
+from ..devices import cpu_auto_precision, cpu_has_native_bf16
+from ..errors import OptionsError
+from ..languages import language_code
 
 log = logging.getLogger(__name__)
 

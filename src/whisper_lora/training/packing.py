@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import random
 
-from . import audio
-from .data import PAUSE_SECONDS, concat_with_pauses
-from .languages import NO_SPACE_LANGUAGES
+from .. import audio
+from .dataset import PAUSE_SECONDS, concat_with_pauses
+from ..languages import NO_SPACE_LANGUAGES
 
 
 class WindowPacker:

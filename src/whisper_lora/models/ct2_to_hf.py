@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from .ct2_reader import read_ct2_model
-from .errors import ModelLoadError
-from .tokens import N_TIMESTAMPS, TIME_PRECISION
+from ..errors import ModelLoadError
+from ..tokens import N_TIMESTAMPS, TIME_PRECISION
 
 
 

@@ -11,8 +11,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .errors import WhisperLoraError
-from .fileio import atomic_path
+from ..errors import WhisperLoraError
+from ..fileio import atomic_path
 
 ESPEAK = "espeak-ng"
 

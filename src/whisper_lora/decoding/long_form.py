@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .audio import CHUNK_LENGTH, SAMPLE_RATE
+from ..audio import CHUNK_LENGTH, SAMPLE_RATE
 
 MAX_SECONDS = float(CHUNK_LENGTH)  # the encoder's window
 SEARCH_SECONDS = 8.0  # a cut is looked for in the last this many seconds before the limit

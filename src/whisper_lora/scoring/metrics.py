@@ -25,7 +25,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .languages import CER_LANGUAGES, CHINESE, language_code
+from ..languages import CER_LANGUAGES, CHINESE, language_code
 
 log = logging.getLogger(__name__)
 

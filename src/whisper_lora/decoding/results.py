@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .languages import joins_without_space
-from .tokens import TIME_PRECISION
+from ..languages import joins_without_space
+from ..tokens import TIME_PRECISION
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from .errors import OptionsError, WhisperLoraError
-from .fileio import atomic_path, write_json
+from ..errors import OptionsError, WhisperLoraError
+from ..fileio import atomic_path, write_json
 from .tts import synthesize_cached
 
 LANGUAGES = ("en", "zh")
@@ -207,7 +207,7 @@ def read_sentences(language: str, kind: str) -> list[str]:
     """The hand-written sentences shipped in resources/: kind "train" or "eval"."""
     if language not in LANGUAGES or kind not in ("train", "eval"):
         raise OptionsError(f"no sentence list for language {language!r}, kind {kind!r}")
-    text = resources.files(__package__).joinpath("resources", f"{language}_{kind}.txt").read_text("utf-8")
+    text = resources.files("whisper_lora").joinpath("resources", f"{language}_{kind}.txt").read_text("utf-8")
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 

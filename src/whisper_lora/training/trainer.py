@@ -16,10 +16,10 @@ import numpy as np
 from transformers import Seq2SeqTrainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
-from .hf_backend import quiet_generate_warnings
-from .languages import CER_LANGUAGES
-from .metrics import Counts, error_rates
-from .tokens import IGNORE_INDEX
+from ..decoding.hf import quiet_generate_warnings
+from ..languages import CER_LANGUAGES
+from ..scoring.metrics import Counts, error_rates
+from ..tokens import IGNORE_INDEX
 
 quiet_generate_warnings()  # validation generates too
 

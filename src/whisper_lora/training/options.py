@@ -14,9 +14,9 @@ import tempfile
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .audio import CHUNK_LENGTH
-from .errors import OptionsError
-from .languages import language_code
+from ..audio import CHUNK_LENGTH
+from ..errors import OptionsError
+from ..languages import language_code
 
 log = logging.getLogger(__name__)
 

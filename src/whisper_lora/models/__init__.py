@@ -18,9 +18,9 @@ import os
 import warnings
 from pathlib import Path
 
-from .devices import pick_device  # noqa: F401  (whisper_lora.models.pick_device, as before)
-from .errors import ModelLoadError
-from .fileio import build_once
+from ..devices import pick_device  # noqa: F401  (whisper_lora.models.pick_device, as before)
+from ..errors import ModelLoadError
+from ..fileio import build_once
 
 # peft asks transformers a question transformers has renamed (is_gradient_checkpointing): noise
 # on every adapter load and training run, not a problem of the user's.
@@ -55,7 +55,7 @@ def _cached_conversion(key: str, cache_dir: Path, convert) -> Path:
 
 
 def _ct2_to_hf(folder: Path, cache_dir: Path, model_bin: bytes | None = None) -> Path:
-    from .convert_ct2 import convert_ct2_folder
+    from .ct2_to_hf import convert_ct2_folder
 
     data = model_bin if model_bin is not None else (folder / "model.bin").read_bytes()
     key = "ct2-" + _sha256(data)[:20]
@@ -72,7 +72,7 @@ def _convert_openai(path: Path, out: Path, cache_dir: Path) -> None:
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
     from .bundled import locate
-    from .convert_ct2 import MULTILINGUAL_MIN_VOCAB, build_processor, generation_config, token_facts
+    from .ct2_to_hf import MULTILINGUAL_MIN_VOCAB, build_processor, generation_config, token_facts
 
     dims, state = load_openai_checkpoint_dims(path)
     n_vocab = dims["n_vocab"]
@@ -107,7 +107,7 @@ def _convert_openai(path: Path, out: Path, cache_dir: Path) -> None:
 
 
 def load_openai_checkpoint_dims(path: Path):
-    from .convert_openai import load_openai_checkpoint
+    from .openai_to_hf import load_openai_checkpoint
 
     return load_openai_checkpoint(path)
 

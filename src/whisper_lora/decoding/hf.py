@@ -15,7 +15,7 @@ check, which on a CPU costs as much as the decoding; here it only serves the rar
 With options.pack (the default) and a known language, several short files share one window
 (packing.py).
 
-Long audio (> 30 s) is cut at its pauses into pieces of at most 30 s (chunking.py); the pieces
+Long audio (> 30 s) is cut at its pauses into pieces of at most 30 s (long_form.py); the pieces
 of all the files given are decoded together in batches like short audio, with timestamps and one
 language per file, and each file's segments are put back on its own timeline. Silent pieces are
 skipped. A sentence Whisper left out at the end of a piece is decoded afterwards (see
@@ -35,13 +35,13 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutput
 
-from . import chunking, packing
-from .audio import N_SAMPLES, SAMPLE_RATE
+from . import long_form, packing
+from ..audio import N_SAMPLES, SAMPLE_RATE
 from .guards import compression_ratio, is_quiet, is_silence
 from .int8_head import Int8Head, build_int8_head
-from .devices import pick_device
+from ..devices import pick_device
 from .results import Decoded, Segment, split_timestamped
-from .transcribe_options import TranscribeOptions
+from .options import TranscribeOptions
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +390,7 @@ class HFBackend:
         opts = self.options
         pieces = []  # (file, first sample, audio) of every piece with sound in it, in file and time order
         for f, audio in enumerate(audios):
-            for a, b in chunking.cut_at_pauses(audio):
+            for a, b in long_form.cut_at_pauses(audio):
                 if not is_quiet(audio[a:b], opts):
                     pieces.append((f, a, audio[a:b]))
         segments: list[list[Segment]] = [[] for _ in audios]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelLoadError
+from ..errors import ModelLoadError
 
 # openai name -> HF name, applied to the part after "encoder."/"decoder."
 _RENAMES = [

@@ -29,11 +29,11 @@ from typing import Callable
 
 import numpy as np
 
-from . import audio
-from .errors import ManifestError, OptionsError
-from .languages import NO_SPACE_LANGUAGES
-from .manifest import Row, format_report, validate_manifest
-from .tokens import IGNORE_INDEX, TIME_PRECISION, Tokens
+from .. import audio
+from ..errors import ManifestError, OptionsError
+from ..languages import NO_SPACE_LANGUAGES
+from ..manifest import Row, format_report, validate_manifest
+from ..tokens import IGNORE_INDEX, TIME_PRECISION, Tokens
 
 log = logging.getLogger(__name__)
 

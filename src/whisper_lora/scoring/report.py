@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .curves import training_plots
-from .fileio import write_bytes
+from ..fileio import write_bytes
 
 
 @dataclass
@@ -96,7 +96,7 @@ def worst_table(result, n: int) -> Table:
 
 
 def curve_images(evaluation) -> list[Image]:
-    from .evaluate import file_slug
+    from ..evaluate import file_slug
 
     images = []
     for result in evaluation.results:

@@ -1,0 +1,1 @@
+"""Decoding: audio in, timed text out, on transformers or CTranslate2 (faster-whisper)."""

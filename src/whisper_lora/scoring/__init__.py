@@ -1,0 +1,1 @@
+"""Scoring: error rates, the evaluation report and its training curves."""
