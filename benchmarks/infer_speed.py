@@ -108,7 +108,7 @@ def make_system(name: str, args, ct2_dir: Path):
     if name in ("fw", "fw-batched"):
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
-        from whisper_lora.ct2_backend import ct2_compute_type
+        from whisper_lora.decoding.ct2 import ct2_compute_type
 
         # The compute type our ct2 backend picks by default, so both run the same arithmetic.
         compute = ct2_compute_type(TranscribeOptions(), "cpu")
@@ -212,7 +212,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)  # our ct2 backend takes its cpu_threads from torch too
-    from whisper_lora.ct2_backend import ct2_folder
+    from whisper_lora.models import ct2_folder
     from whisper_lora.manifest import read_manifest
     from whisper_lora.devices import cpu_auto_precision
 

@@ -424,7 +424,7 @@ def test_bundled_base_detects_languages_like_faster_whisper(say):
     and faster-whisper's own detection agrees), so the check is against that reference."""
     from faster_whisper import WhisperModel
 
-    from whisper_lora.ct2_backend import ct2_folder
+    from whisper_lora.models import ct2_folder
 
     en_path, zh_path = say(SENTENCES[0]), say("今天天气很好，我们去公园散步吧。", voice="cmn")
     # fp32 pinned: the probabilities are compared with faster-whisper's float32 ones
@@ -611,7 +611,7 @@ def test_packed_decoding_keeps_each_file_to_itself(bundled_tiny_en, english_clip
 
 @pytest.mark.slow
 def test_int8_head_decodes_as_fp32_does_and_leaves_the_model_alone(bundled_tiny_en, english_clips):
-    from whisper_lora.int8_head import Int8Head
+    from whisper_lora.decoding.int8_head import Int8Head
     from whisper_lora.scoring.metrics import error_rates
     model, processor = bundled_tiny_en
     head = model.proj_out

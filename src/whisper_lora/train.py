@@ -30,13 +30,11 @@ from .training.dataset import Collator, LabelMaker, SpeechDataset, Tokens, times
 from .devices import cpu_has_native_bf16, mps_available
 from .errors import OptionsError, WhisperLoraError
 from .fileio import write_json
+from .run_files import CHECKPOINT_FILES, CHECKPOINT_PREFIX, METRICS, TRAINING_CONFIG
 from .training.options import TrainOptions
 
 log = logging.getLogger(__name__)
 
-TRAINING_CONFIG = "training_config.json"  # models.py reads "base_model" from it
-METRICS = "metrics.json"
-CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")  # a complete checkpoint has these
 
 
 @dataclass
@@ -275,7 +273,7 @@ def complete_checkpoints(output_dir: Path) -> list[Path]:
     """checkpoint-N folders holding everything a resume needs, oldest first. A checkpoint cut
     short (the process killed while writing it) lacks trainer_state.json, written last."""
     found = []
-    for path in Path(output_dir).glob("checkpoint-*"):
+    for path in Path(output_dir).glob(f"{CHECKPOINT_PREFIX}*"):
         step = path.name.split("-", 1)[1]
         if step.isdigit() and path.is_dir() and all((path / f).is_file() for f in CHECKPOINT_FILES):
             found.append((int(step), path))
@@ -291,7 +289,7 @@ def resolve_checkpoint(value: str | None, output_dir: Path) -> Path | None:
     if not found:
         raise OptionsError(f"--resume_from_checkpoint latest: no complete checkpoint-N folder in {output_dir}; "
                            "start without --resume_from_checkpoint")
-    partial = [p.name for p in output_dir.glob("checkpoint-*") if p.is_dir() and p not in found
+    partial = [p.name for p in output_dir.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p not in found
                and p.name.split("-", 1)[1].isdigit() and int(p.name.split("-", 1)[1]) > int(found[-1].name.split("-")[1])]
     if partial:
         log.warning("skipping incomplete %s (cut short while being written)", ", ".join(sorted(partial)))
@@ -301,7 +299,7 @@ def resolve_checkpoint(value: str | None, output_dir: Path) -> Path | None:
 
 def _prepare_output_dir(output_dir: Path, options: TrainOptions, resume: Path | None) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
-    old = sorted(p for p in output_dir.glob("checkpoint-*") if p.is_dir())
+    old = sorted(p for p in output_dir.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir())
     if old and resume is None:
         # A new run must not mix its checkpoints with an earlier run's (resume "latest" and the
         # Trainer's rotation would pick up the wrong ones).

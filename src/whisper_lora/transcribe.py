@@ -29,6 +29,7 @@ from .errors import AudioError, OptionsError
 from .decoding.guards import is_quiet
 from .decoding.results import Decoded, FileResult, Segment, join_segments
 from .decoding.options import TranscribeOptions
+from .run_files import ADAPTER_CONFIG
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ class Transcriber:
         options = options or TranscribeOptions()
         spec = str(spec)
         if choose_backend(spec, options.backend) == "ct2":
-            from .decoding.ct2 import CT2Backend, ct2_folder
+            from .decoding.ct2 import CT2Backend
+            from .models import ct2_folder
 
             return cls(CT2Backend(ct2_folder(spec, options.cache_dir), options, model_name=spec), spec)
         from .models import is_adapter_folder, load_model
@@ -172,7 +174,7 @@ def choose_backend(spec: str, backend: str) -> str:
     if backend != "auto":
         return backend
     path = Path(spec).expanduser()
-    if path.is_dir() and (path / "model.bin").is_file() and not (path / "adapter_config.json").is_file():
+    if path.is_dir() and (path / "model.bin").is_file() and not (path / ADAPTER_CONFIG).is_file():
         return "ct2"
     return "hf"
 

@@ -11,11 +11,8 @@ nothing is cut mid-word (or, with long_form "sequential", through its sequential
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import shutil
-from pathlib import Path
 
 import numpy as np
 
@@ -23,51 +20,14 @@ from . import packing
 from ..audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE
 from ..devices import pick_device
 from ..errors import ModelLoadError, OptionsError
-from ..fileio import build_once
 from .guards import compression_ratio, is_silence
 from .results import Decoded, Segment, split_timestamped
 from .options import TranscribeOptions
 
 log = logging.getLogger(__name__)
 
-# Files faster-whisper reads from a model folder besides model.bin.
-CT2_FILES = ("config.json", "tokenizer.json", "preprocessor_config.json", "vocabulary.txt", "vocabulary.json")
-
 # CTranslate2 compute type for each precision (see TranscribeOptions.precision).
 COMPUTE_TYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
-def ct2_folder(spec: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """A CTranslate2 Whisper folder for spec: the folder itself, or a bundled model's."""
-    if spec.startswith("bundled:"):
-        return _bundled_ct2_folder(spec.split(":", 1)[1], cache_dir)
-    path = Path(spec).expanduser()
-    if not (path / "model.bin").is_file():
-        raise OptionsError(f"--backend ct2: {spec} is not a CTranslate2 model folder (no model.bin); "
-                           "export one with `whisper-lora export`, or use --backend hf")
-    if not (path / "tokenizer.json").is_file():
-        raise ModelLoadError(f"{path}: tokenizer.json is missing; faster-whisper would fetch one from the "
-                             "hub. Copy the tokenizer.json of the model it was converted from into the folder")
-    return path
-
-
-def _bundled_ct2_folder(name: str, cache_dir) -> Path:
-    """Bundled models ship model.bin whole (tiny.en) or in parts (base): join the parts once, cached."""
-    from ..models.bundled import BUNDLED, locate
-    from ..models import default_cache_dir
-
-    folder, data = locate(name)  # checks the sha256
-    if len(BUNDLED[name].parts) == 1:
-        return folder
-    cache = Path(cache_dir) / "whisper-lora" if cache_dir else default_cache_dir()
-
-    def build(tmp: Path) -> None:
-        for file in CT2_FILES:
-            if (folder / file).is_file():
-                shutil.copy2(folder / file, tmp / file)
-        (tmp / "model.bin").write_bytes(data)  # last: its presence marks the folder complete
-
-    return build_once(cache / "ct2" / f"{name}-{hashlib.sha256(data).hexdigest()[:20]}", build, done_file="model.bin")
 
 
 def ct2_compute_type(options: TranscribeOptions, device: str) -> str:

@@ -15,19 +15,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 
 from ..devices import pick_device  # noqa: F401  (whisper_lora.models.pick_device, as before)
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, OptionsError
 from ..fileio import build_once
+from ..run_files import ADAPTER_CONFIG, TRAINING_CONFIG
 
 # peft asks transformers a question transformers has renamed (is_gradient_checkpointing): noise
 # on every adapter load and training run, not a problem of the user's.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated", category=FutureWarning)
 
-TRAINING_CONFIG = "training_config.json"  # written by train.py; holds "base_model"
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 def default_cache_dir() -> Path:
@@ -250,3 +250,39 @@ def _load_adapter(folder: Path, cache_dir, dtype, merge: bool):
     if merge:
         model = model.merge_and_unload(safe_merge=True)
     return model, processor
+
+
+# Files faster-whisper reads from a model folder besides model.bin.
+CT2_FILES = ("config.json", "tokenizer.json", "preprocessor_config.json", "vocabulary.txt", "vocabulary.json")
+
+
+def ct2_folder(spec: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """A CTranslate2 Whisper folder for spec: the folder itself, or a bundled model's."""
+    if spec.startswith("bundled:"):
+        return _bundled_ct2_folder(spec.split(":", 1)[1], cache_dir)
+    path = Path(spec).expanduser()
+    if not (path / "model.bin").is_file():
+        raise OptionsError(f"--backend ct2: {spec} is not a CTranslate2 model folder (no model.bin); "
+                           "export one with `whisper-lora export`, or use --backend hf")
+    if not (path / "tokenizer.json").is_file():
+        raise ModelLoadError(f"{path}: tokenizer.json is missing; faster-whisper would fetch one from the "
+                             "hub. Copy the tokenizer.json of the model it was converted from into the folder")
+    return path
+
+
+def _bundled_ct2_folder(name: str, cache_dir) -> Path:
+    """Bundled models ship model.bin whole (tiny.en) or in parts (base): join the parts once, cached."""
+    from .bundled import BUNDLED, locate
+
+    folder, data = locate(name)  # checks the sha256
+    if len(BUNDLED[name].parts) == 1:
+        return folder
+    cache = Path(cache_dir) / "whisper-lora" if cache_dir else default_cache_dir()
+
+    def build(tmp: Path) -> None:
+        for file in CT2_FILES:
+            if (folder / file).is_file():
+                shutil.copy2(folder / file, tmp / file)
+        (tmp / "model.bin").write_bytes(data)  # last: its presence marks the folder complete
+
+    return build_once(cache / "ct2" / f"{name}-{hashlib.sha256(data).hexdigest()[:20]}", build, done_file="model.bin")

@@ -15,6 +15,8 @@ import logging
 import re
 from pathlib import Path
 
+from ..run_files import CHECKPOINT_PREFIX, METRICS, TRAINER_STATE
+
 log = logging.getLogger(__name__)
 
 Curves = dict[str, list[tuple[int, float]]]  # tag -> [(global step, value)] sorted by step
@@ -46,13 +48,13 @@ def _from_log_history(history: list[dict]) -> Curves:
 
 
 def _trainer_state(folder: Path) -> Path | None:
-    if (folder / "trainer_state.json").is_file():
-        return folder / "trainer_state.json"
+    if (folder / TRAINER_STATE).is_file():
+        return folder / TRAINER_STATE
     def step(path: Path) -> int:  # checkpoint-<step>: newest is the highest step, not the last name
         suffix = path.parent.name.rsplit("-", 1)[-1]
         return int(suffix) if suffix.isdigit() else -1
 
-    checkpoints = sorted(folder.glob("checkpoint-*/trainer_state.json"), key=step)
+    checkpoints = sorted(folder.glob(f"{CHECKPOINT_PREFIX}*/{TRAINER_STATE}"), key=step)
     return checkpoints[-1] if checkpoints else None
 
 
@@ -83,9 +85,9 @@ def read_curves(folder: str | Path) -> Curves:
     if state is not None:
         sources.append(lambda: _from_log_history(json.loads(state.read_text(encoding="utf-8")).get("log_history", [])))
     sources.append(lambda: _from_tensorboard(folder))
-    if (folder / "metrics.json").is_file():
+    if (folder / METRICS).is_file():
         def from_metrics():
-            data = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+            data = json.loads((folder / METRICS).read_text(encoding="utf-8"))
             return _from_log_history(data.get("log_history", [])) if isinstance(data, dict) else {}
         sources.append(from_metrics)
     for source in sources:

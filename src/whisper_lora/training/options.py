@@ -17,6 +17,7 @@ from pathlib import Path
 from ..audio import CHUNK_LENGTH
 from ..errors import OptionsError
 from ..languages import language_code
+from ..run_files import TRAINER_STATE
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ class TrainOptions:
         if value is None or value == "latest":
             return
         path = Path(value).expanduser()
-        if not (path.is_dir() and (path / "trainer_state.json").is_file()):
+        if not (path.is_dir() and (path / TRAINER_STATE).is_file()):
             raise OptionsError(f"--resume_from_checkpoint {value}: not a complete checkpoint folder "
                                "(checkpoint-N with trainer_state.json); pass 'latest' to take the newest one "
                                "in --output_dir")

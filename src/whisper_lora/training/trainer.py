@@ -18,6 +18,7 @@ from transformers.trainer_callback import ProgressCallback
 
 from ..decoding.hf import quiet_generate_warnings
 from ..languages import CER_LANGUAGES
+from ..run_files import CHECKPOINT_PREFIX, TRAINING_CONFIG
 from ..scoring.metrics import Counts, error_rates
 from ..tokens import IGNORE_INDEX
 
@@ -136,8 +137,8 @@ class CheckpointExtrasCallback(TrainerCallback):
 
         if not state.is_world_process_zero:
             return control
-        folder = Path(self.output_dir) / f"checkpoint-{state.global_step}"
-        config = Path(self.output_dir) / "training_config.json"
+        folder = Path(self.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
+        config = Path(self.output_dir) / TRAINING_CONFIG
         if folder.is_dir():
             if config.is_file():
                 shutil.copyfile(config, folder / config.name)
