@@ -32,12 +32,13 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutput
 
 from . import long_form, packing
 from ..audio import N_SAMPLES, SAMPLE_RATE
 from .guards import compression_ratio, is_quiet, is_silence
+from .hf_logits import Suppress, TokenLogprobs, quiet_generate_warnings
 from .int8_head import Int8Head, build_int8_head
 from ..devices import pick_device
 from .results import Decoded, Segment, split_timestamped
@@ -46,95 +47,6 @@ from .options import TranscribeOptions
 log = logging.getLogger(__name__)
 
 TAIL_SECONDS = 1.0  # sound left after a long-audio piece's last segment that is decoded again
-
-# transformers' generate warns about choices made here on purpose: suppress lists passed beside
-# the generation config (ours replace its lists), max_new_tokens beside the config's max_length
-# (the cap wins, as meant), and no attention mask on the decoder prompt (Whisper's prompts are
-# never padded). Users would read them as problems of theirs.
-GENERATE_NOISE = ("Passing `generation_config` together with", "seem to have been set",
-                  "The attention mask is not set with a batched input")
-
-
-class _GenerateNoise(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = str(record.msg)
-        return not any(noise in message for noise in GENERATE_NOISE)
-
-
-def quiet_generate_warnings() -> None:
-    logger = logging.getLogger("transformers.generation.utils")
-    if not any(isinstance(f, _GenerateNoise) for f in logger.filters):
-        logger.addFilter(_GenerateNoise())
-
-
-quiet_generate_warnings()
-
-
-class _Suppress(LogitsProcessor):
-    """Whisper's suppressed tokens (at every step, or only at the first step: begin_index).
-
-    Replaces transformers' SuppressTokens / SuppressTokensAtBegin processors, which rebuild the
-    mask with torch.isin over the whole vocabulary at every step: measured here, that cost as
-    much as a decoder step of tiny.en. The mask is built once."""
-
-    def __init__(self, tokens, vocab_size: int, begin_index: int | None = None):
-        self.mask = torch.zeros(vocab_size, dtype=torch.bool)
-        self.mask[[t for t in tokens if 0 <= t < vocab_size]] = True
-        self.begin_index = begin_index
-
-    def set_begin_index(self, begin_index: int) -> None:  # called by Whisper's long-form loop
-        if self.begin_index is not None:
-            self.begin_index = begin_index
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.begin_index is not None and input_ids.shape[-1] != self.begin_index:
-            return scores
-        if self.mask.device != scores.device:
-            self.mask = self.mask.to(scores.device)
-        return scores.masked_fill(self.mask[: scores.shape[-1]], float("-inf"))
-
-
-class _TokenLogprobs(LogitsProcessor):
-    """Sums the log-probability of each chosen token during greedy decoding, without keeping
-    the per-step scores (batch x steps x 51k floats) that output_scores would hold.
-
-    At step t it scores the token chosen at step t-1 (now the last input id) against the
-    log-softmax it saved at t-1; the token chosen at the final step is scored in `finish`."""
-
-    def __init__(self, eos_token_id: int, prompt_length: int):
-        self.eos = eos_token_id
-        self.prompt_length = prompt_length
-        self.prev: torch.Tensor | None = None
-        self.total: torch.Tensor | None = None
-        self.count: torch.Tensor | None = None
-        self.done: torch.Tensor | None = None
-
-    def _add(self, tokens: torch.Tensor) -> None:
-        live = ~self.done
-        picked = self.prev.gather(1, tokens[:, None]).squeeze(1)
-        self.total += torch.where(live, picked, torch.zeros_like(picked))
-        self.count += live.long()
-        self.done |= tokens == self.eos  # the end token itself counts, as in openai-whisper
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.total is None:
-            batch = input_ids.shape[0]
-            self.total = torch.zeros(batch, dtype=torch.float32, device=scores.device)
-            self.count = torch.zeros(batch, dtype=torch.long, device=scores.device)
-            self.done = torch.zeros(batch, dtype=torch.bool, device=scores.device)
-        elif input_ids.shape[1] > self.prompt_length:
-            self._add(input_ids[:, -1])
-        self.prev = torch.log_softmax(scores.float(), dim=-1)
-        return scores
-
-    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
-        """Mean log-probability per row; sequences are the full generated rows."""
-        if self.total is None:
-            return torch.zeros(sequences.shape[0])
-        if sequences.shape[1] > self.prompt_length and self.prev is not None:
-            self._add(sequences[:, -1].to(self.prev.device))
-        return (self.total / self.count.clamp(min=1)).cpu()
-
 
 class HFBackend:
     """Decodes 16 kHz float32 arrays with a transformers Whisper model; see the module docstring.
@@ -145,6 +57,7 @@ class HFBackend:
     name = "hf"
 
     def __init__(self, model, processor, options: TranscribeOptions, model_name: str = "model"):
+        quiet_generate_warnings()
         self.device = pick_device(options.device)
         self.precision = options.resolved_precision(self.device)
         # A peft model's LoRA layers live inside the base model's modules, so the base model's own
@@ -176,16 +89,16 @@ class HFBackend:
     # ---- helpers -------------------------------------------------------------------------------
 
     def _processors(self, prompt_length: int, extra=()) -> LogitsProcessorList:
-        """Suppression processors with prebuilt masks (see _Suppress), then `extra`.
+        """Suppression processors with prebuilt masks (see Suppress), then `extra`.
 
         generate() is called with suppress_tokens=None and begin_suppress_tokens=None so that
         transformers does not add its own per-step-isin versions as well."""
         vocab = self.whisper.config.vocab_size
         procs = []
         if self.gen.suppress_tokens:
-            procs.append(_Suppress(self.gen.suppress_tokens, vocab))
+            procs.append(Suppress(self.gen.suppress_tokens, vocab))
         if self.gen.begin_suppress_tokens:
-            procs.append(_Suppress(self.gen.begin_suppress_tokens, vocab, begin_index=prompt_length))
+            procs.append(Suppress(self.gen.begin_suppress_tokens, vocab, begin_index=prompt_length))
         return LogitsProcessorList(procs + list(extra))
 
     @contextlib.contextmanager
@@ -303,7 +216,7 @@ class HFBackend:
                 langs = self._settle_languages(lang_probs, len(audios))
             timestamps = opts.return_timestamps if timestamps is None else timestamps
             prompt_length = 1 + (2 if self.multilingual else 0) + (0 if timestamps else 1)
-            logprobs = _TokenLogprobs(self.eos, prompt_length) if opts.beam_size == 1 else None
+            logprobs = TokenLogprobs(self.eos, prompt_length) if opts.beam_size == 1 else None
             out = self.whisper.generate(
                 encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
                 return_timestamps=timestamps, num_beams=opts.beam_size, do_sample=False,

@@ -16,7 +16,7 @@ import numpy as np
 from transformers import Seq2SeqTrainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
-from ..decoding.hf import quiet_generate_warnings
+from ..decoding.hf_logits import quiet_generate_warnings
 from ..languages import CER_LANGUAGES
 from ..run_files import CHECKPOINT_PREFIX, TRAINING_CONFIG
 from ..scoring.metrics import Counts, error_rates

@@ -1,0 +1,95 @@
+"""What transformers' generate is given beside the model: Whisper's token suppression, the
+log-probability of each chosen token, and a filter for the warnings it prints about choices
+made here on purpose."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from transformers import LogitsProcessor
+
+# transformers' generate warns about choices made here on purpose: suppress lists passed beside
+# the generation config (ours replace its lists), max_new_tokens beside the config's max_length
+# (the cap wins, as meant), and no attention mask on the decoder prompt (Whisper's prompts are
+# never padded). Users would read them as problems of theirs.
+GENERATE_NOISE = ("Passing `generation_config` together with", "seem to have been set",
+                  "The attention mask is not set with a batched input")
+
+
+class GenerateNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        return not any(noise in message for noise in GENERATE_NOISE)
+
+
+def quiet_generate_warnings() -> None:
+    logger = logging.getLogger("transformers.generation.utils")
+    if not any(isinstance(f, GenerateNoise) for f in logger.filters):
+        logger.addFilter(GenerateNoise())
+
+
+class Suppress(LogitsProcessor):
+    """Whisper's suppressed tokens (at every step, or only at the first step: begin_index).
+
+    Replaces transformers' SuppressTokens / SuppressTokensAtBegin processors, which rebuild the
+    mask with torch.isin over the whole vocabulary at every step: measured here, that cost as
+    much as a decoder step of tiny.en. The mask is built once."""
+
+    def __init__(self, tokens, vocab_size: int, begin_index: int | None = None):
+        self.mask = torch.zeros(vocab_size, dtype=torch.bool)
+        self.mask[[t for t in tokens if 0 <= t < vocab_size]] = True
+        self.begin_index = begin_index
+
+    def set_begin_index(self, begin_index: int) -> None:  # called by Whisper's long-form loop
+        if self.begin_index is not None:
+            self.begin_index = begin_index
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.begin_index is not None and input_ids.shape[-1] != self.begin_index:
+            return scores
+        if self.mask.device != scores.device:
+            self.mask = self.mask.to(scores.device)
+        return scores.masked_fill(self.mask[: scores.shape[-1]], float("-inf"))
+
+
+class TokenLogprobs(LogitsProcessor):
+    """Sums the log-probability of each chosen token during greedy decoding, without keeping
+    the per-step scores (batch x steps x 51k floats) that output_scores would hold.
+
+    At step t it scores the token chosen at step t-1 (now the last input id) against the
+    log-softmax it saved at t-1; the token chosen at the final step is scored in `finish`."""
+
+    def __init__(self, eos_token_id: int, prompt_length: int):
+        self.eos = eos_token_id
+        self.prompt_length = prompt_length
+        self.prev: torch.Tensor | None = None
+        self.total: torch.Tensor | None = None
+        self.count: torch.Tensor | None = None
+        self.done: torch.Tensor | None = None
+
+    def _add(self, tokens: torch.Tensor) -> None:
+        live = ~self.done
+        picked = self.prev.gather(1, tokens[:, None]).squeeze(1)
+        self.total += torch.where(live, picked, torch.zeros_like(picked))
+        self.count += live.long()
+        self.done |= tokens == self.eos  # the end token itself counts, as in openai-whisper
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.total is None:
+            batch = input_ids.shape[0]
+            self.total = torch.zeros(batch, dtype=torch.float32, device=scores.device)
+            self.count = torch.zeros(batch, dtype=torch.long, device=scores.device)
+            self.done = torch.zeros(batch, dtype=torch.bool, device=scores.device)
+        elif input_ids.shape[1] > self.prompt_length:
+            self._add(input_ids[:, -1])
+        self.prev = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
+        """Mean log-probability per row; sequences are the full generated rows."""
+        if self.total is None:
+            return torch.zeros(sequences.shape[0])
+        if sequences.shape[1] > self.prompt_length and self.prev is not None:
+            self._add(sequences[:, -1].to(self.prev.device))
+        return (self.total / self.count.clamp(min=1)).cpu()
