@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from whisper_lora.audio import SAMPLE_RATE, audio_duration, load_audio
+from whisper_lora.audio import SAMPLE_RATE, audio_duration, load_audio, load_audio_bytes
 from whisper_lora.errors import AudioError
 
 SENTENCE = "We will meet at the station at nine o'clock."
@@ -85,6 +85,27 @@ def test_each_format_decodes_to_16k_mono_of_the_right_length(speech, tmp_path, s
         np.testing.assert_allclose(decoded, reference, atol=1e-3)
     else:  # the same speech, give or take the codec's delay
         assert best_correlation(reference, decoded, max_lag=SAMPLE_RATE // 10) > 0.8
+
+
+@pytest.mark.parametrize("suffix, write, lossless", FORMATS, ids=[f[0] for f in FORMATS])
+def test_bytes_decode_in_memory_as_the_file_does(speech, tmp_path, suffix, write, lossless):
+    # The server decodes uploads from their bytes, without a name to go by: the content decides.
+    _, samples, rate = speech
+    path = tmp_path / f"speech.{suffix}"
+    write(samples, rate, path)
+    from_bytes, from_file = load_audio_bytes(path.read_bytes(), "upload"), load_audio(path)
+    if lossless:
+        np.testing.assert_array_equal(from_bytes, from_file)
+    else:  # libsndfile may decode MP3/Opus where the file path goes to FFmpeg: the same sound
+        assert len(from_bytes) == pytest.approx(len(from_file), abs=0.06 * SAMPLE_RATE)
+        assert best_correlation(from_file, from_bytes, max_lag=SAMPLE_RATE // 10) > 0.95
+
+
+@pytest.mark.parametrize("data, words", [(b"", "empty"), (b"RIFF" + b"\0" * 40, "cannot decode"),
+                                         (b"<html>not audio</html>" * 20, "cannot decode")])
+def test_bad_bytes_raise_audio_error_naming_the_upload(data, words):
+    with pytest.raises(AudioError, match=f"{words}.*clip.wav"):
+        load_audio_bytes(data, "clip.wav")
 
 
 def test_16k_mono_wav_is_returned_unchanged(speech, tmp_path):

@@ -7,6 +7,7 @@ ffmpeg binary is needed. Resampling is done by soxr. Every failure raises AudioE
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -67,6 +68,37 @@ def decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return _not_empty(path, samples), rate
 
 
+def load_audio_bytes(data: bytes, name: str = "upload", sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Like load_audio, for a file's bytes (an upload), decoded in memory: no path is opened.
+
+    `name` only labels error messages."""
+    samples, rate = decode_bytes(data, name)
+    return to_mono(samples, rate, sample_rate)
+
+
+def decode_bytes(data: bytes, name: str = "upload") -> tuple[np.ndarray, int]:
+    """decode() for bytes: libsndfile first (it tells WAV/FLAC/OGG by their content), then FFmpeg."""
+    label = Path(name)
+    if not data:
+        raise _error(label, "audio file is empty (0 bytes)")
+    reasons = []
+    try:
+        sound = soundfile.SoundFile(io.BytesIO(data))
+    except (soundfile.LibsndfileError, RuntimeError) as exc:
+        reasons.append(f"soundfile: {_why(exc)}")
+    else:
+        with sound:
+            return _not_empty(label, _read_all(label, sound)), sound.samplerate
+    import av
+
+    try:
+        samples, rate = _decode_with_pyav(io.BytesIO(data))
+    except (av.FFmpegError, ValueError, IndexError) as exc:
+        reasons.append(f"PyAV: {_why(exc)}")
+        raise _error(label, "cannot decode audio file", "; ".join(reasons)) from exc
+    return _not_empty(label, samples), rate
+
+
 def audio_duration(path: str | os.PathLike) -> float:
     """Length in seconds, from the file's header when it states one, else by decoding it."""
     path = _existing_file(path)
@@ -105,10 +137,10 @@ def _read_all(path: Path, sound: soundfile.SoundFile) -> np.ndarray:
     return samples
 
 
-def _decode_with_pyav(path: Path) -> tuple[np.ndarray, int]:
+def _decode_with_pyav(source: Path | io.BytesIO) -> tuple[np.ndarray, int]:
     import av
 
-    with av.open(str(path)) as container:
+    with av.open(source if isinstance(source, io.BytesIO) else str(source)) as container:
         if not container.streams.audio:
             raise ValueError("the file has no audio stream")
         stream = container.streams.audio[0]
