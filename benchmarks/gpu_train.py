@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-import whisper_lora.train as train_module
 from whisper_lora.evaluate import EvaluateOptions, evaluate
 from whisper_lora.manifest import read_manifest
+from whisper_lora.train import train
 from whisper_lora.training.options import TrainOptions
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -49,19 +49,8 @@ class StepTimer(TrainerCallback):
 
 
 def run_training(options: TrainOptions) -> tuple[object, StepTimer]:
-    timer = StepTimer()
-    make = train_module._make_trainer
-
-    def with_timer(*args, **kwargs):  # observe the real trainer: add a callback, change nothing else
-        trainer = make(*args, **kwargs)
-        trainer.add_callback(timer)
-        return trainer
-
-    train_module._make_trainer = with_timer
-    try:
-        return train_module.train(options), timer
-    finally:
-        train_module._make_trainer = make
+    timer = StepTimer()  # watches the real trainer's steps; changes nothing else
+    return train(options, callbacks=[timer]), timer
 
 
 def random_copy(model_dir: Path, out: Path) -> Path:

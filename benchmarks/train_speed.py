@@ -51,7 +51,6 @@ def audio_seconds(rows) -> float:
 
 def run_reference(data, out: Path, samples: int, batch: int) -> dict:
     """The blog recipe, plainly."""
-    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 
@@ -120,7 +119,9 @@ def _our_step_flops(out: Path, rows, pack: bool) -> float:
     """FLOPs of one step of the trained adapter on a batch of these rows as our trainer builds it
     (packed into shared windows when it packs; a share of the targets timestamped)."""
     from whisper_lora import load_model
-    from whisper_lora.training.dataset import Collator, LabelMaker, SpeechDataset, Tokens, timestamped_rows
+    from whisper_lora.tokens import Tokens
+    from whisper_lora.training.dataset import Collator, SpeechDataset
+    from whisper_lora.training.labels import LabelMaker, timestamped_rows
     from whisper_lora.training.options import DEFAULT_TIMESTAMP_SHARE
     from whisper_lora.training.packing import WindowPacker
 
@@ -171,11 +172,10 @@ def main() -> int:
         child(args.child, args.samples, args.batch)
         return 0
 
-    data = dataset()  # build (or reuse) before timing anything
+    dataset()  # build (or reuse) before timing anything
     # bf16 at 512: on CPUs without bf16 instructions it runs at ~1 GFLOP/s, and 2048 would take minutes
     peaks = {"fp32": matmul_peak("fp32"), "bf16": matmul_peak("bf16", n=512, repeats=3)}
     print(f"matmul peak (2048^3): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
-    base_wer = None
     results = {}
     variants = ["reference"] + [v for v in args.variants.split(",") if v in VARIANTS and v != "reference"]
     for variant in variants:

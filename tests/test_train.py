@@ -1,4 +1,5 @@
-"""Fine-tuning end to end (train.py, train_options.py, the CLI and whisper_lora_finetune.py).
+"""Fine-tuning end to end (train.py, training/options.py, the CLI and whisper_lora_finetune.py);
+the output folder's own tests are in test_training_output_dir.py.
 
 Fast tests train the tiny random model saved as a local model folder; one slow test fine-tunes
 the real tiny.en and checks that timestamps still work afterwards."""
@@ -96,44 +97,17 @@ def test_bad_flag_values(manifests, tmp_path, changes, message):
         options(manifests, tmp_path / "out", **changes)
 
 
-def test_missing_files_and_unwritable_output(manifests, tmp_path):
+def test_missing_files(manifests, tmp_path):
     with pytest.raises(OptionsError, match="--train_file .*no such file"):
         TrainOptions("bundled:tiny.en", str(tmp_path / "nope.json"), str(tmp_path / "out"))
     with pytest.raises(OptionsError, match="--validation_file .*no such file"):
         options(manifests, tmp_path / "out", validation_file=str(tmp_path / "nope.json"))
-    blocker = tmp_path / "a-file"
-    blocker.write_text("x")
-    with pytest.raises(OptionsError, match="--output_dir .*cannot write there"):
-        options(manifests, blocker / "out")
-    with pytest.raises(OptionsError, match="exists and is not a folder"):
-        options(manifests, blocker)
-    with pytest.raises(OptionsError, match="cannot write there"):
-        options(manifests, "/proc/whisper-lora-out")  # unwritable even for root
 
 
 def test_bad_resume_values(manifests, tmp_path):
     (tmp_path / "out" / "checkpoint-5").mkdir(parents=True)  # cut short: no trainer_state.json
     with pytest.raises(OptionsError, match="not a complete checkpoint"):
         options(manifests, tmp_path / "out", resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-5"))
-    from whisper_lora.train import resolve_checkpoint
-
-    with pytest.raises(OptionsError, match="no complete checkpoint-N folder"):
-        resolve_checkpoint("latest", tmp_path / "out")
-
-
-def test_earlier_checkpoints_are_moved_aside_or_deleted(manifests, tmp_path, caplog):
-    from whisper_lora.train import _prepare_output_dir
-
-    out = tmp_path / "out"
-    (out / "checkpoint-5").mkdir(parents=True)
-    with caplog.at_level(logging.WARNING):
-        _prepare_output_dir(out, options(manifests, out), resume=None)
-    assert not (out / "checkpoint-5").exists()
-    assert [p.name for p in out.glob("previous-runs/*/*")] == ["checkpoint-5"]
-    assert "moved them to" in caplog.text
-    (out / "checkpoint-7").mkdir()
-    _prepare_output_dir(out, options(manifests, out, overwrite_output_dir=True), resume=None)
-    assert not (out / "checkpoint-7").exists() and len(list(out.glob("previous-runs/*/*"))) == 1
 
 
 def test_options_that_need_a_multilingual_model(manifests, tmp_path):
@@ -308,6 +282,18 @@ def test_no_usable_rows_stops_with_a_message(tiny_folder, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_bad_output_dir_stops_the_command_before_training(tmp_path, manifests):
+    """The train command with a file as --output_dir exits 1 naming --output_dir, without a traceback,
+    before any model is loaded (the model spec here does not exist: its error would come first)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for out, message in ((blocker, "exists and is not a folder"), (blocker / "out", "cannot write there")):
+        proc = run_script("--model_name_or_path", tmp_path / "no-such-model", "--train_file", manifests[0],
+                          "--output_dir", out, check=False)
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        assert f"--output_dir {out}: {message}" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def adapter_weights(folder):
     from safetensors.numpy import load_file
 
@@ -387,6 +373,26 @@ def test_strict_flag_fails_on_a_bad_row(tiny_folder, manifests, tmp_path):
         train(TrainOptions(str(tiny_folder), str(manifest), str(tmp_path / "out"), strict=True))
 
 
+def test_callbacks_watch_the_run(tiny_folder, manifests, tmp_path):
+    """train(options, callbacks=[...]) adds them to the real trainer (benchmarks/gpu_train.py times
+    steps with one): they see every step."""
+    from transformers import TrainerCallback
+
+    from whisper_lora.train import train
+
+    class Steps(TrainerCallback):
+        def __init__(self):
+            self.seen = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.seen.append(state.global_step)
+
+    steps = Steps()
+    result = train(TrainOptions(str(tiny_folder), str(manifests[0]), str(tmp_path / "out"), max_steps=2,
+                                per_device_train_batch_size=2, save_steps=2, warmup_steps=0), callbacks=[steps])
+    assert steps.seen == [1, 2] and result.global_step == 2
+
+
 @pytest.mark.slow
 def test_real_tiny_en_keeps_timestamps_after_fine_tuning(say, english_clips, tmp_path):
     """bundled tiny.en fine-tuned without --timestamps, then loaded from its output folder:
@@ -415,16 +421,11 @@ def test_real_tiny_en_keeps_timestamps_after_fine_tuning(say, english_clips, tmp
     assert "window" in " ".join(o["text"] for o in offsets).lower()  # the second sentence is there
 
 
-def test_out_of_memory_advice_names_the_fixes():
+def test_out_of_memory_advice_names_the_fixes(manifests, tmp_path):
     from whisper_lora.train import out_of_memory_advice
-    from whisper_lora.training.options import TrainOptions
 
-    opts = TrainOptions.__new__(TrainOptions)  # the advice reads flags only; skip path checks
-    for name, value in dict(per_device_train_batch_size=4, gradient_accumulation_steps=2,
-                            gradient_checkpointing=False, fp16=False, bf16=False).items():
-        object.__setattr__(opts, name, value)
+    opts = options(manifests, tmp_path / "out", per_device_train_batch_size=4, gradient_accumulation_steps=2)
     advice = out_of_memory_advice(opts)
     assert "--per_device_train_batch_size 2 --gradient_accumulation_steps 4" in advice
     assert "--gradient_checkpointing" in advice and "--fp16" in advice and "smaller model" in advice
-    object.__setattr__(opts, "gradient_checkpointing", True)
-    assert "--gradient_checkpointing" not in out_of_memory_advice(opts)
+    assert "--gradient_checkpointing" not in out_of_memory_advice(opts.replace(gradient_checkpointing=True))

@@ -13,6 +13,8 @@ DESCRIPTION = ("Fine-tune Whisper with LoRA adapters on a JSON/JSONL manifest of
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Every TrainOptions field as a flag, in the groups --help shows. One add_argument per flag, so
+    longer than most functions: a flat list is the easiest to read against TrainOptions."""
     d = TrainOptions.__dataclass_fields__  # defaults come from the dataclass: one source of truth
 
     def default(name):
@@ -45,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="drop rows whose label is longer, in tokens (default: %(default)s, the decoder's limit)")
     g.add_argument("--strict", action="store_true", help="fail on any bad row instead of dropping it")
     g.add_argument("--num_workers", type=int,
-                   help="processes that decode audio while training (default: 0 on CPU, up to 4 with a GPU)")
+                   help="processes that decode audio while training (default: 0 on CPU, up to 8 with a GPU)")
 
     g = p.add_argument_group("LoRA")
     g.add_argument("--lora_r", type=int, default=default("lora_r"),

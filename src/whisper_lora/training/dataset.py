@@ -1,23 +1,9 @@
-"""From manifest rows to what the model trains on: log-mel features and label token ids.
+"""From manifest rows to what the model trains on: the data set, its collator, and the rows kept.
 
-A Whisper target is, in token terms (multilingual model; English-only models have no
-language and task tokens):
-
-    <|startoftranscript|> <|en|> <|transcribe|> <|notimestamps|>  text  <|endoftext|>
-    <|startoftranscript|> <|en|> <|transcribe|> <|0.00|> text <|1.84|> <|2.40|> text <|3.10|> <|endoftext|>
-
-WhisperForConditionalGeneration builds its decoder input by shifting the labels right and
-putting `decoder_start_token_id` (= <|startoftranscript|>) first. So the labels here start
-*after* <|startoftranscript|>: were it kept, the decoder would see it twice. Labels are padded
-with -100, which the loss ignores (and the shift turns into the pad token).
-
-Text is tokenized with a leading space for languages written with spaces, because that is how
-Whisper itself writes its transcripts (" The cat..."): training on "The cat..." would teach the
-model a first token it never produced before.
-
-Timestamps: a target with timestamp tokens uses the row's `segments`, else one segment over
-its speech (found from the audio's energy). A share of targets is trained that way even without
---timestamps, so the model does not forget how to write timestamps (train_options.py).
+SpeechDataset reads a row's audio when an item is asked for and turns it into log-mel features
+and label ids (labels.LabelMaker); timestamped items may join a few utterances with pauses.
+Collator stacks a batch (after packing it into shared windows: packing.WindowPacker).
+usable_rows reads a manifest and drops, with a report, the rows training cannot use.
 """
 
 from __future__ import annotations
@@ -31,85 +17,13 @@ import numpy as np
 
 from .. import audio
 from ..errors import ManifestError, OptionsError
-from ..languages import NO_SPACE_LANGUAGES
 from ..manifest import Row, format_report, validate_manifest
-from ..tokens import IGNORE_INDEX, TIME_PRECISION, Tokens
+from ..tokens import IGNORE_INDEX
+from .labels import LabelMaker, own_segments, row_language
 
 log = logging.getLogger(__name__)
 
 SHOWN_DROPPED_ROWS = 10  # rows listed by name in a drop report; the rest are counted
-
-
-@dataclass(frozen=True)
-class LabelMaker:
-    """Turns a row's text (and segments) into label ids for one model."""
-
-    tokenizer: object  # the model's WhisperTokenizer
-    tokens: Tokens
-    task: str = "transcribe"
-
-    def text_ids(self, text: str, language: str | None) -> list[int]:
-        text = text.strip()
-        if language not in NO_SPACE_LANGUAGES:
-            text = " " + text
-        return self.tokenizer(text, add_special_tokens=False).input_ids
-
-    def labels(self, text: str, language: str | None, segments: list[dict] | None = None,
-               timestamps: bool = False) -> list[int]:
-        """Label ids: the prefix without <|startoftranscript|>, the text, <|endoftext|>.
-
-        timestamps=True needs `segments` ([{"start", "end", "text"}], seconds)."""
-        prefix = self.tokens.prefix(language, self.task, timestamps)
-        if not timestamps:
-            body = self.text_ids(text, language)
-        else:
-            if not segments:
-                raise ValueError("a timestamped target needs segments")
-            body = []
-            for seg in segments:
-                body.append(self.tokens.timestamp(seg["start"]))
-                body += self.text_ids(seg["text"], language)
-                body.append(self.tokens.timestamp(seg["end"]))
-        return prefix[1:] + body + [self.tokens.end]
-
-    def longest_labels(self, row: Row, language: str | None) -> int:
-        """Length of the row's longer target: timestamped (2 tokens per segment) or not."""
-        plain = len(self.labels(row.text, language))
-        segments = row.segments or [{"start": 0.0, "end": 0.0, "text": row.text}]
-        return max(plain, len(self.labels(row.text, language, segments, timestamps=True)))
-
-
-def speech_span(samples: np.ndarray, sample_rate: int = audio.SAMPLE_RATE) -> tuple[float, float]:
-    """(start, end) in seconds of the part of a clip louder than silence, on the 0.02 s grid.
-
-    Frame energy over 20 ms frames against a threshold relative to the loudest frame; a clip
-    that is all silence gives its whole length."""
-    frame = int(TIME_PRECISION * sample_rate)
-    n = len(samples) // frame
-    if n == 0:
-        return 0.0, round(len(samples) / sample_rate, 2)
-    rms = np.sqrt(np.mean(samples[: n * frame].reshape(n, frame) ** 2, axis=1))
-    loud = np.flatnonzero(rms > max(rms.max() * 0.05, 1e-4))
-    if len(loud) == 0:
-        return 0.0, n * TIME_PRECISION
-    start = loud[0] * TIME_PRECISION
-    end = min((loud[-1] + 1) * TIME_PRECISION, len(samples) / sample_rate)
-    return round(start, 2), round(end, 2)
-
-
-def row_language(row: Row, default: str | None, multilingual: bool) -> str | None:
-    """A row's own language wins over --language; English-only models take no language token."""
-    if not multilingual:
-        return "en"
-    return row.language or default
-
-
-def timestamped_rows(rows: list[Row], share: float, seed: int) -> frozenset[int]:
-    """Indices of the rows whose target carries timestamps: round(share * rows) of them, drawn
-    from the seed, so every process and a resumed run pick the same ones."""
-    order = list(range(len(rows)))
-    random.Random(f"{seed}|timestamps").shuffle(order)
-    return frozenset(order[:round(share * len(rows))])
 
 
 class SpeechDataset:
@@ -135,7 +49,7 @@ class SpeechDataset:
         self.join = join
         self.seed = seed
         self.max_label_length = max_label_length
-        self.raw = raw  # items carry audio, text and segments; window_packing.WindowPacker makes the rest
+        self.raw = raw  # items carry audio, text and segments; packing.WindowPacker makes the rest
         self._same_language: dict = {}
         for j, lang in enumerate(self.languages):
             self._same_language.setdefault(lang, []).append(j)
@@ -205,14 +119,6 @@ def concat_with_pauses(clips: list[np.ndarray], rng: random.Random) -> tuple[np.
     return np.concatenate(pieces), starts
 
 
-def own_segments(samples: np.ndarray, row: Row) -> list[dict]:
-    """The row's segments, else one segment over its speech."""
-    if row.segments:
-        return row.segments
-    begin, end = speech_span(samples)
-    return [{"start": begin, "end": end, "text": row.text}]
-
-
 @dataclass
 class Collator:
     """Stacks features and pads labels with -100 to the longest in the batch.
@@ -223,7 +129,7 @@ class Collator:
 
     decoder_start_token_id: int
     # Turns items that carry raw audio (SpeechDataset(raw=True)) into packed windows with
-    # features and labels (window_packing.WindowPacker); None: items come with features.
+    # features and labels (packing.WindowPacker); None: items come with features.
     packer: Callable[[list[dict]], list[dict]] | None = None
 
     def __call__(self, items: list[dict]) -> dict:

@@ -1,16 +1,17 @@
 """TrainOptions: every choice a fine-tuning run makes, checked before any model or audio is loaded.
 
 Names and meanings follow the original README, Hugging Face TrainingArguments and peft's
-LoraConfig, so a flag means what users of those tools expect. Checks that need the model
-(English-only or multilingual) run in `check_for_model`, right after loading, before any data
-is prepared; checks that need the hardware (fp16 without a GPU) resolve in `precision`.
+LoraConfig, so a flag means what users of those tools expect. Building options checks values
+and that the input files are there; it writes nothing. Checks that need the model (English-only
+or multilingual) run in `check_for_model`, right after loading, before any data is prepared;
+checks that need the hardware (fp16 without a GPU) resolve in `precision`; --output_dir is made
+and tried for writing by output_dir.writable_output_dir, the first thing train() does.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -84,7 +85,7 @@ class TrainOptions:
     # Adapters on the decoder only: the encoder is frozen as is (faster, less memory; learns
     # vocabulary and style rather than a new voice or acoustic condition).
     freeze_encoder: bool = False
-    # Pack each batch's clips into shared 30-s windows (window_packing.py): the encoder's cost is
+    # Pack each batch's clips into shared 30-s windows (packing.py): the encoder's cost is
     # per window, so short clips train several times faster in less memory. Off with
     # --freeze_encoder, whose encoder cache needs one clip per item.
     pack_clips: bool = True
@@ -138,6 +139,9 @@ class TrainOptions:
         self._check()
 
     def _check(self):
+        """One rule per line, in the order of the fields above (a flat list, longer than most
+        functions here, because it is read against the flags); raises OptionsError."""
+
         def need(condition, message):
             if not condition:
                 raise OptionsError(message)
@@ -199,22 +203,7 @@ class TrainOptions:
              f"--generation_max_length {self.generation_max_length}: must be between 1 and {DECODER_POSITIONS}")
         need(self.generation_num_beams >= 1, f"--generation_num_beams {self.generation_num_beams}: must be at least 1")
         need(bool(self.wandb_project.strip()), "--wandb_project: give a project name")
-        self._check_output_dir()
         self._check_resume()
-
-    def _check_output_dir(self):
-        out = Path(self.output_dir).expanduser()
-        if out.exists() and not out.is_dir():
-            raise OptionsError(f"--output_dir {out}: exists and is not a folder")
-        # Try it rather than reason about permissions: root, read-only mounts and network
-        # filesystems all defeat os.access. An empty folder left behind is harmless.
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-                pass
-        except OSError as exc:
-            raise OptionsError(f"--output_dir {out}: cannot write there ({exc.strerror or exc}); "
-                               "choose a folder you can write to") from None
 
     def _check_resume(self):
         value = self.resume_from_checkpoint

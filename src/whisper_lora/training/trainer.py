@@ -1,4 +1,5 @@
-"""The pieces train.py hands to the Hugging Face Trainer: the trainer subclass, callbacks and metrics.
+"""The Hugging Face Trainer as training runs it: make_trainer builds it from the options, with the
+trainer subclass, callbacks and metrics below.
 
 WhisperTrainer changes two things in Seq2SeqTrainer: validation transcripts are generated with
 each clip's own language (and the run's task) forced on the decoder, as transcription will do,
@@ -9,22 +10,110 @@ encoder's output from an EncoderCache instead of running the encoder again. The 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import platform
+import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
-from transformers import Seq2SeqTrainer, TrainerCallback
+from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
+from transformers.integrations import TensorBoardCallback
 from transformers.trainer_callback import ProgressCallback
 
 from ..decoding.hf_logits import quiet_generate_warnings
+from ..devices import mps_available
 from ..languages import CER_LANGUAGES
 from ..run_files import CHECKPOINT_PREFIX, TRAINING_CONFIG
 from ..scoring.metrics import Counts, error_rates
 from ..tokens import IGNORE_INDEX
-
-quiet_generate_warnings()  # validation generates too
+from .dataset import Collator
+from .encoder_cache import EncoderCache
+from .options import TrainOptions
+from .packing import WindowPacker
 
 log = logging.getLogger(__name__)
+
+
+def make_trainer(options: TrainOptions, model, processor, train_set, eval_set, output_dir: Path, precision: str,
+                 cuda: bool, resume: Path | None, multilingual: bool, callbacks=()) -> WhisperTrainer:
+    """The trainer for this run; `callbacks` (TrainerCallbacks) are added after its own."""
+    quiet_generate_warnings()  # validation generates, and generate warns about choices made on purpose
+    evaluate = eval_set is not None
+    args = training_arguments(options, output_dir, precision, cuda, resume, evaluate)
+    run = options.run_name or time.strftime("%b%d_%H-%M-%S") + "_" + platform.node()
+    tensorboard = TensorBoardCallback()
+    tensorboard.logging_dir = str(output_dir / "runs" / run)  # `tensorboard --logdir output_dir/runs`
+    packer = (WindowPacker(processor.feature_extractor, train_set.label_maker, train_set.max_label_length,
+                           options.seed) if train_set.raw else None)
+    trainer = WhisperTrainer(
+        model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
+        data_collator=Collator(model.config.decoder_start_token_id, packer=packer),
+        processing_class=processor,  # saved into every checkpoint, tokenizer included
+        compute_metrics=compute_metrics_fn(processor.tokenizer, eval_set) if evaluate else None,
+        callbacks=[tensorboard, FinalStepCallback(evaluate),
+                   CheckpointExtrasCallback(output_dir, model.generation_config)],
+        task=options.task, multilingual=multilingual, timestamps=options.timestamps,
+        encoder_cache=EncoderCache() if options.freeze_encoder else None)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(LossProgressCallback())
+    for callback in callbacks:
+        trainer.add_callback(callback)
+    return trainer
+
+
+def training_arguments(options: TrainOptions, output_dir: Path, precision: str, cuda: bool, resume: Path | None,
+                       evaluate: bool) -> Seq2SeqTrainingArguments:
+    """The options in the Trainer's terms, with what this machine and run resolve them to."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    return Seq2SeqTrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=options.num_train_epochs, max_steps=options.max_steps,
+        per_device_train_batch_size=options.per_device_train_batch_size,
+        per_device_eval_batch_size=options.resolved_eval_batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation_steps,
+        learning_rate=options.learning_rate, weight_decay=options.weight_decay,
+        warmup_steps=options.warmup_steps, lr_scheduler_type=options.lr_scheduler_type,
+        max_grad_norm=options.max_grad_norm,
+        fp16=precision == "fp16", bf16=precision == "bf16",
+        # Without a GPU, say so: accelerate then runs several processes as MULTI_CPU (gloo), with
+        # gradients synchronised and validation results gathered; left out, each process would
+        # train on its shard alone (transformers 5 / accelerate 1.x on a GPU-less machine).
+        use_cpu=not cuda and not mps_available(),
+        **_checkpointing_args(options.gradient_checkpointing),
+        logging_steps=options.logging_steps, logging_first_step=True,
+        eval_strategy="steps" if evaluate else "no", eval_steps=options.resolved_eval_steps if evaluate else None,
+        eval_on_start=evaluate and resume is None,  # the baseline; a resumed run has it in its history
+        save_strategy="steps", save_steps=options.save_steps, save_total_limit=options.save_total_limit,
+        load_best_model_at_end=evaluate, metric_for_best_model="error_rate" if evaluate else None,
+        greater_is_better=False if evaluate else None,
+        predict_with_generate=True, generation_max_length=options.generation_max_length,
+        generation_num_beams=options.generation_num_beams,
+        report_to=["wandb"] if options.use_wandb else [],  # TensorBoard is added by make_trainer, with its folder
+        run_name=options.run_name, seed=options.seed,
+        dataloader_num_workers=_workers(options, cuda, world_size), dataloader_pin_memory=cuda,
+        remove_unused_columns=False, label_names=["labels"],  # peft's forward hides the label name
+        ddp_backend=None if cuda else ("gloo" if world_size > 1 else None),
+        ddp_find_unused_parameters=False,
+    )
+
+
+def _workers(options: TrainOptions, cuda: bool, world_size: int) -> int:
+    if options.num_workers is not None:
+        return options.num_workers
+    # On a CPU the cores are busy training; a GPU waits for data unless workers decode it.
+    # Up to 8: on an H100 four workers held base at ~110 clips/s whatever the precision or batch.
+    return min(8, max(1, (os.cpu_count() or 2) // (2 * world_size))) if cuda else 0
+
+
+def _checkpointing_args(enabled: bool) -> dict:
+    """Gradient checkpointing, under the name this transformers version uses (renamed in 5.x).
+    Non-reentrant: the reentrant variant loses the adapters' gradients when inputs need none."""
+    names = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)}
+    name = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {name: enabled, f"{name}_kwargs": {"use_reentrant": False}}
 
 
 class WhisperTrainer(Seq2SeqTrainer):
@@ -133,7 +222,6 @@ class CheckpointExtrasCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         import shutil
-        from pathlib import Path
 
         if not state.is_world_process_zero:
             return control
