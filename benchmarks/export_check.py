@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def ours(spec: str, paths: list[str], **options) -> list[str]:
-    from whisper_lora.transcribe import TranscribeOptions, Transcriber
+    from whisper_lora import TranscribeOptions, Transcriber
 
     opts = TranscribeOptions(temperatures=(0.0,), beam_size=1, **options)
     return [r.text for r in Transcriber.from_spec(spec, opts).transcribe_files(paths)]

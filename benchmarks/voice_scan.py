@@ -6,6 +6,7 @@ Each voice is NAME[:SPEED[:PITCH]]; N hand-written evaluation sentences (default
 and transcribed greedily; WER after lowercasing and stripping punctuation is printed per voice.
 """
 
+import argparse
 import re
 import sys
 import tempfile
@@ -14,8 +15,8 @@ import jiwer
 import torch
 
 from whisper_lora.audio import load_audio
-from whisper_lora.synthetic.datasets import read_sentences
 from whisper_lora.models import load_model
+from whisper_lora.synthetic.sentences import read_sentences
 from whisper_lora.synthetic.tts import synthesize_cached
 
 
@@ -25,8 +26,12 @@ def norm(text: str) -> str:
 
 
 def main() -> int:
-    voices = sys.argv[1].split(",") if len(sys.argv) > 1 else ["en-us", "en-gb-x-gbclan"]
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 20
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("voices", nargs="?", default="en-us,en-gb-x-gbclan",
+                   help="comma-separated NAME[:SPEED[:PITCH]] (default: %(default)s)")
+    p.add_argument("n", nargs="?", type=int, default=20, help="evaluation sentences spoken (default: %(default)s)")
+    args = p.parse_args()
+    voices, n = args.voices.split(","), args.n
     sentences = read_sentences("en", "eval")[:n]
     model, processor = load_model("bundled:tiny.en")
     folder = tempfile.mkdtemp(prefix="voice-scan-")

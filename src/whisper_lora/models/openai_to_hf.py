@@ -1,15 +1,20 @@
 """Convert an openai-whisper `.pt` checkpoint (as `whisper.load_model` downloads) to HF.
 
 The checkpoint holds `dims` and `model_state_dict` only, no tokenizer: the tokenizer and
-suppress lists come from the bundled model of the same vocabulary (English-only or multilingual)."""
+suppress lists come from the bundled model of the same vocabulary (English-only or multilingual),
+and the alignment heads are openai's default for a model without its own (the upper half of the
+decoder layers, all heads)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import torch
 
+from .cache import cached_conversion, weights_key
+from .processor import MULTILINGUAL_MIN_VOCAB, build_processor, generation_config, token_facts
 from ..errors import ModelLoadError
 
 # openai name -> HF name, applied to the part after "encoder."/"decoder."
@@ -55,3 +60,47 @@ def load_openai_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tens
                              "'model_state_dict')")
     state = {hf_name(k): v.float() for k, v in ckpt["model_state_dict"].items()}
     return ckpt["dims"], state
+
+
+def convert_openai_checkpoint(path: Path, out: Path) -> None:
+    """Convert the checkpoint at path into an HF folder (save_pretrained layout) at out."""
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    from .bundled import locate
+
+    dims, state = load_openai_checkpoint(path)
+    n_vocab = dims["n_vocab"]
+    if n_vocab not in (51864, 51865):
+        raise ModelLoadError(f"{path}: vocabulary of {n_vocab} tokens (large-v3?) has no bundled tokenizer; "
+                             "convert it with transformers' convert_openai_to_hf.py and pass the HF folder")
+    tok_folder, _ = locate("base" if n_vocab >= MULTILINGUAL_MIN_VOCAB else "tiny.en")
+    ct2_config = json.loads((tok_folder / "config.json").read_text(encoding="utf-8"))
+    n_layers, n_heads = dims["n_text_layer"], dims["n_text_head"]
+    ct2_config["alignment_heads"] = [[layer, head] for layer in range(n_layers // 2, n_layers)
+                                     for head in range(n_heads)]  # openai's default: upper half, all heads
+    tokens = token_facts(tok_folder, ct2_config, vocab_size=n_vocab)
+    eot, sot = tokens["<|endoftext|>"], tokens["<|startoftranscript|>"]
+    config = WhisperConfig(
+        vocab_size=n_vocab, num_mel_bins=dims["n_mels"], d_model=dims["n_audio_state"],
+        encoder_layers=dims["n_audio_layer"], decoder_layers=n_layers,
+        encoder_attention_heads=dims["n_audio_head"], decoder_attention_heads=n_heads,
+        encoder_ffn_dim=4 * dims["n_audio_state"], decoder_ffn_dim=4 * dims["n_text_state"],
+        max_source_positions=dims["n_audio_ctx"], max_target_positions=dims["n_text_ctx"],
+        bos_token_id=eot, eos_token_id=eot, pad_token_id=eot, decoder_start_token_id=sot,
+        suppress_tokens=None, begin_suppress_tokens=None, tie_word_embeddings=True)
+    with torch.device("meta"):
+        model = WhisperForConditionalGeneration(config)
+    model.load_state_dict(state, strict=False, assign=True)
+    model.tie_weights()
+    unset = [n for n, p in model.named_parameters() if p.is_meta]
+    if unset:
+        raise ModelLoadError(f"{path}: checkpoint lacks weights such as {unset[:3]}")
+    model.generation_config = generation_config(config, tokens)
+    model.save_pretrained(out)
+    build_processor(tok_folder, dims["n_mels"]).save_pretrained(out)
+
+
+def hf_folder(path: Path, cache: Path) -> Path:
+    """The HF folder converted from the checkpoint, converting on first use (cached by its bytes)."""
+    return cached_conversion("pt-" + weights_key(path.read_bytes()), cache,
+                             lambda out: convert_openai_checkpoint(path, out))

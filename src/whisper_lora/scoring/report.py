@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,9 +96,12 @@ def worst_table(result, n: int) -> Table:
                  note="" if rows else "No errors.")
 
 
-def curve_images(evaluation) -> list[Image]:
-    from ..evaluate import file_slug
+def file_slug(label: str) -> str:
+    """A model label as part of a file name: utterances-<slug>.csv, curves-<slug>-loss.png."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-") or "model"
 
+
+def curve_images(evaluation) -> list[Image]:
     images = []
     for result in evaluation.results:
         if not result.training_folder:

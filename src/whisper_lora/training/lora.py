@@ -23,6 +23,9 @@ def add_lora(model, options: TrainOptions):
     """The base model, frozen, with trainable LoRA adapters on the chosen layers."""
     from peft import LoraConfig, get_peft_model
 
+    from ..models import quiet_peft_warnings
+
+    quiet_peft_warnings()
     config = LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha, lora_dropout=options.lora_dropout,
                         target_modules=lora_target_regex(options.lora_target_modules, options.freeze_encoder),
                         bias="none")
