@@ -60,15 +60,13 @@ def main() -> int:
     alone = Transcriber.from_model(model, processor, replace(options, pack=False)).backend
     print("command:", " ".join([Path(sys.executable).name] + sys.argv))
     print(f"model {args.model}, batch {options.batch_size}, retry gap {packing.RETRY_GAP_SECONDS:g} s, "
-          f"precision {precision}" + (" (int8 output projection)" if packed._int8 else ""))
+          f"precision {precision}" + (" (int8 output projection)" if packed.uses_int8_head else ""))
     counts = {}
-    real_decode = packed._decode_batch
 
     def counting(audios, **kwargs):  # calls with timestamps=True decode windows; others, clips alone
         key = "windows" if kwargs.get("timestamps") else "alone"
         counts[key] = counts.get(key, []) + [len(audios)]
-        return real_decode(audios, **kwargs)
-    packed._decode_batch = counting
+        return packed.decode_batch(audios, **kwargs)
     for name, rows in sets(folder).items():
         audios = [load_audio(r.audio_path) for r in rows]
         refs = [r.text for r in rows]
@@ -76,7 +74,9 @@ def main() -> int:
         for gap in (float(g) for g in args.gaps.split(",")):
             packing.GAP_SECONDS = gap
             counts.clear()
-            hyps = [" ".join(s.text for s in d.segments) for d in packed.decode_short(audios)]
+            # packed.decode_short, with the backend's decode_batch counted
+            decoded = packing.decode_short(audios, counting, packed.options, packed.packing)
+            hyps = [" ".join(s.text for s in d.segments) for d in decoded]
             first = len(packing.plan([len(a) / 16000 for a in audios])[0])
             again = sum(counts.get("windows", [])) - first
             parts.append(f"gap {gap:g}: {error_rates(refs, hyps, 'en').wer * 100:.1f}% "

@@ -49,7 +49,7 @@ def passes(segments, seconds: float) -> bool:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("models", nargs="+")
-    p.add_argument("--data", required=True, help="folder with test.json (demo_data.build_dataset)")
+    p.add_argument("--data", required=True, help="folder with test.json (whisper_lora.synthetic.datasets.build_dataset)")
     p.add_argument("--pairs", type=int, default=10)
     args = p.parse_args()
     from whisper_lora.models import load_model

@@ -71,7 +71,7 @@ def test_no_packed_file_gets_another_files_words(bundled_tiny_en, mixed_clips, p
         batch_size = rng.choice([2, 4, 16])
         backend = Transcriber.from_model(model, processor, replace(options, batch_size=batch_size)).backend
         # every path the defaults can take on a CPU: auto is fp32 with the int8 output head
-        assert backend.packing and backend._int8 == (precision == "auto")
+        assert backend.packing and backend.uses_int8_head == (precision == "auto")
         torch.manual_seed(trial)  # the temperature fallback samples
         packed = backend.decode_short([audios[i] for i in picked])
         for i, dec in zip(picked, packed):

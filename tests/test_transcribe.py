@@ -188,13 +188,13 @@ def test_long_files_are_cut_into_pieces_decoded_in_batches(random_pair, english_
     model, processor = random_pair
     backend = Transcriber.from_model(model, processor, TranscribeOptions(batch_size=2, **FAST)).backend
     batches = []
-    real = HFBackend._decode_batch
+    real = HFBackend.decode_batch
 
     def recording(self, audios, *args, **kwargs):  # the real decoding, with the batch sizes noted
         batches.append(len(audios))
         return real(self, audios, *args, **kwargs)
 
-    monkeypatch.setattr(HFBackend, "_decode_batch", recording)
+    monkeypatch.setattr(HFBackend, "decode_batch", recording)
     together = backend.decode_long([long70, long40])
     assert len(together) == 2
     assert sum(batches) == len(cut_at_pauses(long70)) + len(cut_at_pauses(long40)) and max(batches) == 2
@@ -385,23 +385,24 @@ def test_long_file_keeps_every_sentence_in_order(tiny_en, bundled_tiny_en, say, 
 def test_sentence_left_after_a_long_audio_piece_is_decoded_again(tiny_en, say):
     """Whisper often ends a piece of long audio before its last sentence; the tail after the last
     segment is found (unless it is quiet, too short, or nothing was decoded) and decoded."""
+    from whisper_lora.decoding.long_form import decode_tails, undecoded_tail
     from whisper_lora.decoding.results import Segment
 
     first, second = load_audio(say(SENTENCES[0])), load_audio(say(SENTENCES[2]))
     pause = np.zeros(SAMPLE_RATE, dtype=np.float32)
     piece = np.concatenate([first, pause, second, pause])
-    backend = tiny_en.backend
+    backend, options = tiny_en.backend, tiny_en.options
     first_end = (len(first) + SAMPLE_RATE // 2) / SAMPLE_RATE  # the first sentence, then half the pause
-    rest = backend._undecoded_tail(piece, [Segment(0.0, first_end, "the first sentence")])
+    rest = undecoded_tail(piece, [Segment(0.0, first_end, "the first sentence")], options)
     assert rest == round(first_end * SAMPLE_RATE)
-    (tail,) = backend._decode_tails([piece[rest:]], "en")
+    (tail,) = decode_tails([piece[rest:]], "en", backend.decode_batch, options)
     assert {"very", "nice", "today"} <= set(words(" ".join(s.text for s in tail.segments))), tail.segments
     assert all(0 <= s.start <= s.end <= (len(piece) - rest) / SAMPLE_RATE + 0.01 for s in tail.segments)
     # nothing to do: everything decoded, a quiet or too short tail, no segment at all
-    assert backend._undecoded_tail(piece, [Segment(0.0, len(piece) / SAMPLE_RATE - 0.5, "all")]) is None
+    assert undecoded_tail(piece, [Segment(0.0, len(piece) / SAMPLE_RATE - 0.5, "all")], options) is None
     silent_tail = np.concatenate([first, np.zeros(5 * SAMPLE_RATE, dtype=np.float32)])
-    assert backend._undecoded_tail(silent_tail, [Segment(0.0, len(first) / SAMPLE_RATE, "x")]) is None
-    assert backend._undecoded_tail(piece, []) is None
+    assert undecoded_tail(silent_tail, [Segment(0.0, len(first) / SAMPLE_RATE, "x")], options) is None
+    assert undecoded_tail(piece, [], options) is None
 
 
 @pytest.mark.slow

@@ -6,10 +6,10 @@ and `whisper-lora transcribe`.
     for result in t.transcribe_files(["a.wav", "b.mp3"]):   # FileResults, in input order
         print(result.path, result.text)
 
-Files are read in windows of a few batches; inside a window short files (<= 30 s) are sorted by
-length and decoded in batches, long files are decoded whole (see hf_backend / ct2_backend), and
-results come back in input order as soon as every earlier file is done. A file that cannot be
-read gives a FileResult with `error` set; the others are still transcribed.
+Files are read ahead a few batches at a time; of those, short files (<= 30 s) are sorted by
+length and decoded in batches, long files are decoded whole (see decoding/hf.py and
+decoding/ct2.py), and results come back in input order as soon as every earlier file is done.
+A file that cannot be read gives a FileResult with `error` set; the others are still transcribed.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ __all__ = ["FileResult", "Segment", "TranscribeOptions", "Transcriber", "RunSumm
            "transcribe"]
 
 LONG_SECONDS = 30.0  # longer files go to decode_long (pieces cut at pauses, or sequential windows)
-WINDOW_BATCHES = 4  # files read ahead, in batches: enough to sort short files by length
-WINDOW_SECONDS = 1800.0  # but at most this much audio held in memory at once (~115 MB)
+READ_AHEAD_BATCHES = 4  # files read ahead, in batches: enough to sort short files by length
+READ_AHEAD_SECONDS = 1800.0  # but at most this much audio held in memory at once (~115 MB)
 QUIET_MARGIN = 0.5  # seconds around a segment also checked for sound: its times are approximate
 
 
@@ -50,7 +50,7 @@ class Transcriber:
     processor, e.g. straight from training)."""
 
     def __init__(self, backend, model_name: str):
-        self.backend = backend  # HFBackend or CT2Backend: decode_short(audios), decode_long(audios)
+        self.backend = backend  # a decoding.backend.Backend: HFBackend or CT2Backend
         self.model_name = model_name
 
     @property
@@ -115,34 +115,34 @@ class Transcriber:
         paths = [str(p) for p in paths]
         done: dict[int, FileResult] = {}
         next_out = 0
-        for window in self._windows(paths):
-            for index, result in self._transcribe_window(window):
+        for files in self._read_ahead(paths):
+            for index, result in self._transcribe_read(files):
                 done[index] = result
                 while next_out in done:
                     yield done.pop(next_out)
                     next_out += 1
 
-    def _windows(self, paths: list[str]):
+    def _read_ahead(self, paths: list[str]):
         """Lists of (index, path, audio or AudioError): a few batches' worth of files at a time."""
-        window, seconds = [], 0.0
-        limit = max(WINDOW_BATCHES * self.options.batch_size, self.backend.files_per_call)
+        files, seconds = [], 0.0
+        limit = max(READ_AHEAD_BATCHES * self.options.batch_size, self.backend.files_per_call)
         for index, path in enumerate(paths):
             try:
                 audio = load_audio(path)
             except AudioError as exc:
                 audio = exc
-            window.append((index, path, audio))
+            files.append((index, path, audio))
             seconds += 0.0 if isinstance(audio, AudioError) else len(audio) / SAMPLE_RATE
-            if len(window) >= limit or seconds >= WINDOW_SECONDS:
-                yield window
-                window, seconds = [], 0.0
-        if window:
-            yield window
+            if len(files) >= limit or seconds >= READ_AHEAD_SECONDS:
+                yield files
+                files, seconds = [], 0.0
+        if files:
+            yield files
 
-    def _transcribe_window(self, window):
-        """Yield (index, FileResult) for every file of the window; errors first, then batches."""
+    def _transcribe_read(self, files):
+        """Yield (index, FileResult) for every file read ahead (_read_ahead); errors first, then batches."""
         short, long = [], []
-        for index, path, audio in window:
+        for index, path, audio in files:
             if isinstance(audio, AudioError):
                 yield index, FileResult(path=path, error=str(audio))
             elif is_quiet(audio, self.options):

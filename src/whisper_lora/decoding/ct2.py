@@ -16,13 +16,13 @@ import os
 
 import numpy as np
 
-from . import packing
 from ..audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE
 from ..devices import pick_device
 from ..errors import ModelLoadError, OptionsError
-from .guards import compression_ratio, is_silence
-from .results import Decoded, Segment, split_timestamped
+from .backend import Backend
+from .guards import verdict
 from .options import TranscribeOptions
+from .results import Decoded, Segment, clamped, split_timestamped
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def _cpu_threads() -> int:
     return torch.get_num_threads()
 
 
-class CT2Backend:
+class CT2Backend(Backend):
     """Decodes 16 kHz float32 arrays with faster-whisper; see the module docstring."""
 
     name = "ct2"
@@ -96,65 +96,45 @@ class CT2Backend:
         return np.stack([self.model.feature_extractor(a, padding=max(0, N_SAMPLES - len(a)))[..., :N_FRAMES]
                          for a in audios])
 
-    @property
-    def packing(self) -> bool:
-        """Pack short clips into shared windows: asked for, and the language is known up front."""
-        return self.options.pack and self.options.language is not None
-
-    @property
-    def files_per_call(self) -> int:
-        """How many short files decode_short should get at once: a batch, or a batch of windows."""
-        return self.options.batch_size * (packing.PACK_FACTOR if self.packing else 1)
-
-    def decode_short(self, audios: list[np.ndarray]) -> list[Decoded]:
-        """Audio of at most 30 s each (any number of files; batched by batch_size)."""
-        return packing.decode_short(audios, self._decode_batch, self.options, self.packing)
-
-    def _decode_batch(self, audios: list[np.ndarray], timestamps: bool | None = None, retry: bool = True):
-        """One batch: (Decoded per audio, trouble per audio), as HFBackend._decode_batch."""
+    def decode_batch(self, audios: list[np.ndarray], timestamps: bool | None = None, retry: bool = True,
+                     languages: list[str] | None = None) -> tuple[list[Decoded], list[bool]]:
+        """One batch: (Decoded per audio, trouble per audio); see Backend.decode_batch. The files
+        in trouble are decoded again, one by one, by faster-whisper's own fallback (_sequential)."""
         from faster_whisper.transcribe import get_suppressed_tokens
 
         opts = self.options
         timestamps = opts.return_timestamps if timestamps is None else timestamps
         durations = [len(a) / SAMPLE_RATE for a in audios]
         encoded = self.model.encode(self._features(audios))
-        if opts.language is None and self.multilingual:
+        if languages is not None:
+            langs = [(code, None) for code in languages]
+        elif opts.language is None and self.multilingual:
             langs = [(tok_probs[0][0][2:-2], float(tok_probs[0][1]))
                      for tok_probs in self.model.model.detect_language(encoded)]
         else:
             langs = [(opts.language or "en", None)] * len(audios)
         prompts = [self.model.get_prompt(self._tokenizer(code), [], without_timestamps=not timestamps)
                    for code, _ in langs]
-        tokenizer = self._tokenizer(langs[0][0])
+        tokenizer = self._tokenizer(langs[0][0])  # the language only changes the prompt
         limit = min(self.model.max_length, max(map(len, prompts)) + opts.max_new_tokens)
         results = self.model.model.generate(
             encoded, prompts, beam_size=opts.beam_size, max_length=limit,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True,
             suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])))
-        decoded, failed = [], []
-        for i, (result, (code, prob)) in enumerate(zip(results, langs)):
+        decoded, avg_logprobs, truncated = [], [], []
+        for result, prompt, (code, prob), duration in zip(results, prompts, langs, durations):
             tokens = result.sequences_ids[0]
             # faster-whisper's mean log-probability: the score covers the tokens plus the end token.
-            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-            segments = split_timestamped(tokens, tokenizer.timestamp_begin, tokenizer.eot,
-                                         tokenizer.decode, durations[i])
+            avg_logprobs.append(result.scores[0] * len(tokens) / (len(tokens) + 1))
+            segments = split_timestamped(tokens, tokenizer.timestamp_begin, tokenizer.eot, tokenizer.decode, duration)
             if not timestamps and segments:
-                segments = [Segment(0.0, durations[i], " ".join(s.text for s in segments))]
+                segments = [Segment(0.0, duration, " ".join(s.text for s in segments))]
             decoded.append(Decoded(segments, code, prob))
-            text = " ".join(s.text for s in segments)
-            unreliable = opts.logprob_threshold is not None and avg_logprob < opts.logprob_threshold
-            if is_silence(result.no_speech_prob, avg_logprob, opts):
-                decoded[-1].segments = []  # whatever was decoded over silence is invented
-                continue
-            looping = (opts.compression_ratio_threshold is not None
-                       and compression_ratio(text) > opts.compression_ratio_threshold)
-            truncated = len(prompts[i]) + len(tokens) >= limit
-            if looping or unreliable or truncated:
-                failed.append(i)
-        trouble = [i in failed for i in range(len(audios))]
-        if not (retry and failed and len(opts.temperatures) > 1):
+            truncated.append(len(prompt) + len(tokens) >= limit)
+        trouble = verdict(decoded, avg_logprobs, [r.no_speech_prob for r in results], truncated, opts)
+        if not (retry and any(trouble) and len(opts.temperatures) > 1):
             return decoded, trouble
-        for i in failed:
+        for i in (i for i, bad in enumerate(trouble) if bad):
             decoded[i] = self._sequential(audios[i], decoded[i].language, decoded[i].language_probability)
         return decoded, [False] * len(audios)
 
@@ -193,10 +173,5 @@ class CT2Backend:
 
 
 def _segments(fw_segments, duration: float) -> list[Segment]:
-    out = []
-    for s in fw_segments:
-        text = s.text.strip()
-        if text:
-            start = min(float(s.start), duration)
-            out.append(Segment(start, max(start, min(float(s.end), duration)), text))
-    return out
+    """faster-whisper's segments (a generator: the decoding happens as it is read) -> Segments."""
+    return clamped(((s.start, s.end, s.text.strip()) for s in fw_segments), duration)

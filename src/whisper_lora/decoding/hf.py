@@ -13,42 +13,40 @@ transformers' own `generate` fallback would run the encoder a second time for it
 check, which on a CPU costs as much as the decoding; here it only serves the rare retries.
 
 With options.pack (the default) and a known language, several short files share one window
-(packing.py).
+(packing.py, through Backend.decode_short).
 
-Long audio (> 30 s) is cut at its pauses into pieces of at most 30 s (long_form.py); the pieces
-of all the files given are decoded together in batches like short audio, with timestamps and one
-language per file, and each file's segments are put back on its own timeline. Silent pieces are
-skipped. A sentence Whisper left out at the end of a piece is decoded afterwards (see
-_undecoded_tail). With options.long_form "sequential", long audio goes through transformers' sequential
-long-form `generate` instead: 30-second windows that advance to the last complete timestamped
-segment, the previous window's text as a prompt, temperature fallback and no-speech detection.
+Long audio (> 30 s) is cut at its pauses into pieces of at most 30 s, decoded together in batches
+like short audio, with timestamps and one language per file (long_form.decode_pieces plans it;
+this module decodes). With options.long_form "sequential", long audio goes through transformers'
+sequential long-form `generate` instead: 30-second windows that advance to the last complete
+timestamped segment, the previous window's text as a prompt, temperature fallback and no-speech
+detection.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import replace
 
 import numpy as np
 import torch
 from transformers import LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutput
 
-from . import long_form, packing
+from . import long_form
 from ..audio import N_SAMPLES, SAMPLE_RATE
-from .guards import compression_ratio, is_quiet, is_silence
+from .backend import Backend
+from .guards import verdict
 from .hf_logits import Suppress, TokenLogprobs, quiet_generate_warnings
 from .int8_head import Int8Head, build_int8_head
 from ..devices import pick_device
-from .results import Decoded, Segment, split_timestamped
+from .results import Decoded, Segment, clamped, split_timestamped
 from .options import TranscribeOptions
 
 log = logging.getLogger(__name__)
 
-TAIL_SECONDS = 1.0  # sound left after a long-audio piece's last segment that is decoded again
 
-class HFBackend:
+class HFBackend(Backend):
     """Decodes 16 kHz float32 arrays with a transformers Whisper model; see the module docstring.
 
     The model is moved to the chosen device (and dtype, on a GPU) and put in eval mode: a caller
@@ -85,6 +83,12 @@ class HFBackend:
         self._int8 = self.device == "cpu" and options.precision == "auto" and self.precision == "fp32"
         self._head, self._head_key = None, None
         self._fp32_head = self.whisper.proj_out
+
+    @property
+    def uses_int8_head(self) -> bool:
+        """Decoding runs with proj_out swapped for an int8 copy (precision auto on a CPU), unless
+        this torch could not build a good one."""
+        return self._int8
 
     # ---- helpers -------------------------------------------------------------------------------
 
@@ -171,89 +175,40 @@ class HFBackend:
         return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
 
     def _segments_from_generate(self, segs, duration: float) -> list[Segment]:
-        out = []
-        for seg in segs:
-            text = self._text(seg["tokens"])
-            if text:
-                start = min(float(seg["start"]), duration)
-                out.append(Segment(start, max(start, min(float(seg["end"]), duration)), text))
-        return out
+        return clamped(((seg["start"], seg["end"], self._text(seg["tokens"])) for seg in segs), duration)
 
     # ---- short audio ---------------------------------------------------------------------------
 
-    @property
-    def packing(self) -> bool:
-        """Pack short clips into shared windows: asked for, and the language is known up front."""
-        return self.options.pack and self.options.language is not None
-
-    @property
-    def files_per_call(self) -> int:
-        """How many short files decode_short should get at once: a batch, or a batch of windows."""
-        return self.options.batch_size * (packing.PACK_FACTOR if self.packing else 1)
-
     @torch.inference_mode()
-    def decode_short(self, audios: list[np.ndarray]) -> list[Decoded]:
-        """Audio of at most 30 s each (any number of files; batched by batch_size)."""
-        return packing.decode_short(audios, self._decode_batch, self.options, self.packing)
-
-    def _decode_batch(self, audios: list[np.ndarray], timestamps: bool | None = None, retry: bool = True,
-                      languages: list[str] | None = None):
-        """One batch: (Decoded per audio, trouble per audio).
-
-        trouble: the text failed the guards (loop / unreliable) or the decoding hit the length
-        limit. With retry, such audio is decoded again with temperature fallback here and
-        trouble is all False; without, the caller decides. languages: a code per audio, forced
-        (no detection, no probability); None: settled as usual (options.language, or detected)."""
+    def decode_batch(self, audios: list[np.ndarray], timestamps: bool | None = None, retry: bool = True,
+                     languages: list[str] | None = None) -> tuple[list[Decoded], list[bool]]:
+        """One batch: (Decoded per audio, trouble per audio); see Backend.decode_batch. The encoder
+        runs once, for the first step (language, no-speech) and the decoding; only the files in
+        trouble go through transformers' own fallback (_generate_with_fallback)."""
         opts = self.options
+        timestamps = opts.return_timestamps if timestamps is None else timestamps
         durations = [len(a) / SAMPLE_RATE for a in audios]
         features, _ = self._features(audios)
         with self._decoding():
             encoder_hidden = self.whisper.model.encoder(features).last_hidden_state
             lang_probs, no_speech = self._first_step(encoder_hidden)
-            if languages is not None:
-                langs = [(code, None) for code in languages]
-            else:
-                langs = self._settle_languages(lang_probs, len(audios))
-            timestamps = opts.return_timestamps if timestamps is None else timestamps
-            prompt_length = 1 + (2 if self.multilingual else 0) + (0 if timestamps else 1)
-            logprobs = TokenLogprobs(self.eos, prompt_length) if opts.beam_size == 1 else None
-            out = self.whisper.generate(
-                encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
-                return_timestamps=timestamps, num_beams=opts.beam_size, do_sample=False,
-                temperature=0.0, max_new_tokens=opts.max_new_tokens, compression_ratio_threshold=None, logprob_threshold=None,
-                no_speech_threshold=None, force_unique_generate_call=True,
-                return_dict_in_generate=True, output_scores=opts.beam_size > 1,
-                suppress_tokens=None, begin_suppress_tokens=None,
-                logits_processor=self._processors(prompt_length, [logprobs] if logprobs else []),
-                **self._language_kwargs([code for code, _ in langs]))
-        sequences = out.sequences
-        if logprobs is not None:
-            avg_logprob = logprobs.finish(sequences)
+        if languages is not None:
+            langs = [(code, None) for code in languages]
         else:
-            avg_logprob = out.sequences_scores.float().cpu()
-        results, failed = [], []
-        for i, (code, prob) in enumerate(langs):
-            generated = sequences[i, prompt_length:].tolist()
-            tokens = [t for t in generated if t != self.eos]
+            langs = self._settle_languages(lang_probs, len(audios))
+        generated, avg_logprob = self._generate(encoder_hidden, [code for code, _ in langs], timestamps)
+        results, truncated = [], []
+        for row, (code, prob), duration in zip(generated, langs, durations):
+            tokens = [t for t in row if t != self.eos]
             if timestamps:
-                segments = split_timestamped(tokens, self.timestamp_begin, self.eos, self.tokenizer.decode,
-                                             durations[i])
+                segments = split_timestamped(tokens, self.timestamp_begin, self.eos, self.tokenizer.decode, duration)
             else:
                 text = self._text(tokens)
-                segments = [Segment(0.0, durations[i], text)] if text else []
+                segments = [Segment(0.0, duration, text)] if text else []
             results.append(Decoded(segments, code, prob))
-            text = " ".join(s.text for s in segments)
-            lp = float(avg_logprob[i])
-            unreliable = opts.logprob_threshold is not None and lp < opts.logprob_threshold
-            if is_silence(float(no_speech[i]), lp, opts):
-                results[-1].segments = []  # whatever was decoded over silence is invented
-                continue
-            looping = (opts.compression_ratio_threshold is not None
-                       and compression_ratio(text) > opts.compression_ratio_threshold)
-            truncated = self.eos not in generated
-            if looping or unreliable or truncated:
-                failed.append(i)
-        trouble = [i in failed for i in range(len(audios))]
+            truncated.append(self.eos not in row)
+        trouble = verdict(results, avg_logprob, no_speech, truncated, opts)
+        failed = [i for i, bad in enumerate(trouble) if bad]
         if not (retry and failed and len(opts.temperatures) > 1):
             return results, trouble
         log.debug("temperature fallback for %d of %d files", len(failed), len(audios))
@@ -262,6 +217,28 @@ class HFBackend:
         for i, segs in zip(failed, redone):
             results[i].segments = self._segments_from_generate(segs, durations[i])
         return results, [False] * len(audios)
+
+    def _generate(self, encoder_hidden: torch.Tensor, languages: list[str], timestamps: bool):
+        """Greedy or beam decoding at temperature 0 on the encoder's output: (the tokens generated
+        per row, the end token included where it was reached; mean token log-probability per row)."""
+        opts = self.options
+        prompt_length = 1 + (2 if self.multilingual else 0) + (0 if timestamps else 1)
+        logprobs = TokenLogprobs(self.eos, prompt_length) if opts.beam_size == 1 else None
+        with self._decoding():
+            out = self.whisper.generate(
+                encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
+                return_timestamps=timestamps, num_beams=opts.beam_size, do_sample=False,
+                temperature=0.0, max_new_tokens=opts.max_new_tokens, compression_ratio_threshold=None,
+                logprob_threshold=None, no_speech_threshold=None, force_unique_generate_call=True,
+                return_dict_in_generate=True, output_scores=opts.beam_size > 1,
+                suppress_tokens=None, begin_suppress_tokens=None,
+                logits_processor=self._processors(prompt_length, [logprobs] if logprobs else []),
+                **self._language_kwargs(languages))
+        if logprobs is not None:
+            avg_logprob = logprobs.finish(out.sequences)
+        else:
+            avg_logprob = out.sequences_scores.float().cpu()
+        return [row[prompt_length:].tolist() for row in out.sequences], avg_logprob
 
     def _generate_with_fallback(self, audios, languages, temperatures, long: bool, timestamps: bool | None = None):
         """transformers' own decoding with temperature fallback and no-speech detection.
@@ -300,58 +277,8 @@ class HFBackend:
         langs = self._file_languages(audios)
         if self.options.long_form == "sequential":
             return self._decode_sequential(audios, langs)
-        opts = self.options
-        pieces = []  # (file, first sample, audio) of every piece with sound in it, in file and time order
-        for f, audio in enumerate(audios):
-            for a, b in long_form.cut_at_pauses(audio):
-                if not is_quiet(audio[a:b], opts):
-                    pieces.append((f, a, audio[a:b]))
-        segments: list[list[Segment]] = [[] for _ in audios]
-        tails = []  # (file, first sample, audio) of the sound left after a piece's last segment
-
-        def place(f, a, decoded_segments):
-            offset, duration = a / SAMPLE_RATE, len(audios[f]) / SAMPLE_RATE
-            for seg in decoded_segments:
-                begin = min(seg.start + offset, duration)
-                segments[f].append(Segment(begin, max(begin, min(seg.end + offset, duration)), seg.text))
-
-        for start in range(0, len(pieces), opts.batch_size):
-            batch = pieces[start:start + opts.batch_size]
-            decoded, _ = self._decode_batch([piece for _, _, piece in batch], timestamps=True,
-                                            languages=[langs[f][0] for f, _, _ in batch])
-            for (f, a, piece), dec in zip(batch, decoded):
-                place(f, a, dec.segments)
-                rest = self._undecoded_tail(piece, dec.segments)
-                if rest is not None:
-                    tails.append((f, a + rest, piece[rest:]))
-        for code in dict.fromkeys(langs[f][0] for f, _, _ in tails):
-            group = [t for t in tails if langs[t[0]][0] == code]
-            log.debug("decoding again the %d tails Whisper left out (%s)", len(group), code)
-            for (f, a, _), dec in zip(group, self._decode_tails([t[2] for t in group], code)):
-                place(f, a, dec.segments)
-        return [Decoded(sorted(segs, key=lambda s: s.start), code, prob)
-                for segs, (code, prob) in zip(segments, langs)]
-
-    def _decode_tails(self, tails: list[np.ndarray], language: str) -> list[Decoded]:
-        """Tails are a sentence or two each: packed several to a window, like short files."""
-        def decode_batch(audios, **kwargs):
-            return self._decode_batch(audios, languages=[language] * len(audios), **kwargs)
-        return packing.decode_packed(tails, decode_batch, replace(self.options, return_timestamps=True))
-
-    def _undecoded_tail(self, piece: np.ndarray, segments: list[Segment]) -> int | None:
-        """First sample of the sound left after the piece's last segment, or None.
-
-        Whisper often ends a window early, leaving its last sentence out (6 of 22 pieces of a
-        10-minute file here); openai-whisper's sequential loop decodes from the last timestamp on
-        in the next window, and decode_long decodes these tails after all pieces, packed. Only a
-        tail long enough to hold speech and not quiet, of a piece that had at least a second
-        decoded (so no piece is decoded again whole)."""
-        if not segments:
-            return None
-        end = int(round(segments[-1].end * SAMPLE_RATE))
-        if end < SAMPLE_RATE or len(piece) - end < TAIL_SECONDS * SAMPLE_RATE:
-            return None
-        return None if is_quiet(piece[end:], self.options) else end
+        segments = long_form.decode_pieces(audios, [code for code, _ in langs], self.decode_batch, self.options)
+        return [Decoded(segs, code, prob) for segs, (code, prob) in zip(segments, langs)]
 
     def _file_languages(self, audios: list[np.ndarray]):
         """Per file: (code, probability or None), detected on its first 30 s when not given."""

@@ -1,22 +1,37 @@
-"""Cut long audio into pieces of at most 30 s at its quietest moments, to decode them as a batch.
+"""Long audio decoded as a batch: cut into pieces of at most 30 s at its quietest moments, the
+pieces decoded together, and each piece's segments put back on its file's timeline.
 
 Whisper's encoder reads 30-second windows. Decoding a long file window after window, each
 conditioned on the text before it, keeps one window in flight at a time; pieces decoded on their
 own can go through the model together in a batch, which keeps a CPU or GPU busier. A cut inside a
 word would garble it in both pieces, so each cut goes where the audio is quietest (a pause)
 within the last few seconds before the 30-second limit.
+
+The decoding itself is a backend's (Backend.decode_batch); this module only plans it. The
+transformers backend decodes long audio this way; the CTranslate2 backend leaves it to
+faster-whisper's batched pipeline, which cuts with Silero VAD instead.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
+
 import numpy as np
 
+from . import packing
 from ..audio import CHUNK_LENGTH, SAMPLE_RATE
+from .guards import is_quiet
+from .options import TranscribeOptions
+from .results import Decoded, Segment, clamped
+
+log = logging.getLogger(__name__)
 
 MAX_SECONDS = float(CHUNK_LENGTH)  # the encoder's window
 SEARCH_SECONDS = 8.0  # a cut is looked for in the last this many seconds before the limit
 FRAME_SECONDS = 0.02  # energy is measured per 20-ms frame
 SMOOTH_SECONDS = 0.3  # and averaged over this long, so a short dip inside a word is not a pause
+TAIL_SECONDS = 1.0  # sound left after a piece's last segment that is decoded again
 
 
 def cut_at_pauses(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, max_seconds: float = MAX_SECONDS,
@@ -52,3 +67,64 @@ def cut_at_pauses(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, max_seconds
         start = end
     pieces.append((start, n))
     return pieces
+
+
+def decode_pieces(audios: list[np.ndarray], languages: list[str], decode_batch,
+                  options: TranscribeOptions) -> list[list[Segment]]:
+    """Each file's segments, in time order on its own timeline: its pieces (cut_at_pauses) that are
+    not quiet, decoded batch_size at a time across files with timestamps and the file's language,
+    then the sentences Whisper left out at the ends of pieces (undecoded_tail, decode_tails).
+
+    decode_batch is a backend's (Backend.decode_batch); languages: one code per file."""
+    pieces = []  # (file, first sample, audio) of every piece with sound in it, in file and time order
+    for f, audio in enumerate(audios):
+        for a, b in cut_at_pauses(audio):
+            if not is_quiet(audio[a:b], options):
+                pieces.append((f, a, audio[a:b]))
+    segments: list[list[Segment]] = [[] for _ in audios]
+    tails = []  # (file, first sample, audio) of the sound left after a piece's last segment
+    for start in range(0, len(pieces), options.batch_size):
+        batch = pieces[start:start + options.batch_size]
+        decoded, _ = decode_batch([piece for _, _, piece in batch], timestamps=True,
+                                  languages=[languages[f] for f, _, _ in batch])
+        for (f, a, piece), dec in zip(batch, decoded):
+            segments[f] += _placed(dec.segments, a, len(audios[f]))
+            rest = undecoded_tail(piece, dec.segments, options)
+            if rest is not None:
+                tails.append((f, a + rest, piece[rest:]))
+    for code in dict.fromkeys(languages[f] for f, _, _ in tails):
+        group = [t for t in tails if languages[t[0]] == code]
+        log.debug("decoding again the %d tails Whisper left out (%s)", len(group), code)
+        for (f, a, _), dec in zip(group, decode_tails([t[2] for t in group], code, decode_batch, options)):
+            segments[f] += _placed(dec.segments, a, len(audios[f]))
+    return [sorted(segs, key=lambda s: s.start) for segs in segments]
+
+
+def _placed(segments: list[Segment], first_sample: int, file_samples: int) -> list[Segment]:
+    """A piece's segments on its file's timeline: moved by the piece's start, clamped to the file."""
+    offset = first_sample / SAMPLE_RATE
+    return clamped(((s.start + offset, s.end + offset, s.text) for s in segments), file_samples / SAMPLE_RATE)
+
+
+def undecoded_tail(piece: np.ndarray, segments: list[Segment], options: TranscribeOptions) -> int | None:
+    """First sample of the sound left after the piece's last segment, or None.
+
+    Whisper often ends a window early, leaving its last sentence out (6 of 22 pieces of a
+    10-minute file here); openai-whisper's sequential loop decodes from the last timestamp on
+    in the next window, and decode_pieces decodes these tails after all pieces, packed. Only a
+    tail long enough to hold speech and not quiet, of a piece that had at least a second
+    decoded (so no piece is decoded again whole)."""
+    if not segments:
+        return None
+    end = int(round(segments[-1].end * SAMPLE_RATE))
+    if end < SAMPLE_RATE or len(piece) - end < TAIL_SECONDS * SAMPLE_RATE:
+        return None
+    return None if is_quiet(piece[end:], options) else end
+
+
+def decode_tails(tails: list[np.ndarray], language: str, decode_batch, options: TranscribeOptions) -> list[Decoded]:
+    """Tails are a sentence or two each: packed several to a window, like short files, with
+    timestamps and the language of their file."""
+    def decode_in_language(audios, **kwargs):
+        return decode_batch(audios, languages=[language] * len(audios), **kwargs)
+    return packing.decode_packed(tails, decode_in_language, replace(options, return_timestamps=True))

@@ -9,8 +9,9 @@ A window's timestamps can be wrong, and then a segment lands on the wrong clip: 
 another file's words. So a window is trusted whole or not at all: it is in doubt when a segment
 spans two clips or lies in the silence between them, when segments go back in time, when a clip
 is passed over (or the last ones get nothing while another got two segments), when two clips get
-the same words, or when the decoding failed the guards or did not reach its end. The clips of a window in doubt are packed once more, further apart and beside
-other neighbours; a clip still in doubt then decodes alone, in a window of its own.
+the same words, or when the decoding failed the guards or did not reach its end. The clips of a
+window in doubt are packed once more, further apart and beside other neighbours; a clip still in
+doubt then decodes alone, in a window of its own.
 """
 
 from __future__ import annotations
@@ -160,8 +161,8 @@ def _same_words(a: str, b: str) -> bool:
 
 
 def decode_short(audios: list[np.ndarray], decode_batch, options, packing: bool) -> list[Decoded]:
-    """A backend's decode_short: short audio in batches of batch_size, or packed into windows
-    when the backend packs (see decode_packed for decode_batch). Quiet audio (guards.is_quiet)
+    """Backend.decode_short: short audio in batches of batch_size, or packed into windows when
+    `packing` (Backend.packing); decode_batch as for decode_packed. Quiet audio (guards.is_quiet)
     is not decoded at all: its text is empty, as when transcribe reads a quiet file."""
     results: list[Decoded | None] = [None] * len(audios)
     todo = []
@@ -191,7 +192,8 @@ def decode_packed(audios: list[np.ndarray], decode_batch, options) -> list[Decod
     there sends all its clips to decode alone, a window per clip.
 
     decode_batch(audios, timestamps=..., retry=...) -> (Decoded per audio, trouble per audio) is
-    the backend's one-batch decoder; trouble means the text failed the guards or was cut off."""
+    a backend's Backend.decode_batch, or one that wraps it (to count its calls, or to force a
+    language: long_form.decode_tails); trouble means the text failed the guards or was cut off."""
     results: list[Decoded | None] = [None] * len(audios)
     durations = [len(a) / SAMPLE_RATE for a in audios]
     windows, single = _plan(list(range(len(audios))), durations, GAP_SECONDS)

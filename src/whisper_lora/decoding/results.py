@@ -67,6 +67,17 @@ def join_segments(segments: list[Segment]) -> str:
     return text
 
 
+def clamped(timed, duration: float) -> list[Segment]:
+    """(start, end, text) of each segment -> Segments inside [0, duration] with end >= start;
+    segments with no text are dropped. Decoders' times can run past the audio's end."""
+    out = []
+    for start, end, text in timed:
+        if text:
+            start = min(float(start), duration)
+            out.append(Segment(start, max(start, min(float(end), duration)), text))
+    return out
+
+
 def split_timestamped(tokens: list[int], timestamp_begin: int, first_special: int, decode,
                       duration: float) -> list[Segment]:
     """Whisper output '<|t0|> text <|t1|><|t1|> text <|t2|>' -> Segments, times clamped to duration.
