@@ -110,6 +110,15 @@ class Transcriber:
             return decoded
         return Decoded(kept, decoded.language, decoded.language_probability)
 
+    def transcribe_arrays(self, audios: list[np.ndarray], names: list[str] | None = None) -> list[FileResult]:
+        """Mono float32 16 kHz arrays (any lengths) -> FileResults in the same order, decoded
+        together as transcribe_files decodes files: short ones packed and batched."""
+        names = names or [f"<array {i}>" for i in range(len(audios))]
+        files = [(i, name, np.asarray(audio, dtype=np.float32)) for i, (name, audio) in
+                 enumerate(zip(names, audios, strict=True))]
+        done = dict(self._transcribe_read(files))
+        return [done[i] for i in range(len(files))]
+
     def transcribe_files(self, paths: Iterable[str | os.PathLike]) -> Iterator[FileResult]:
         """Yield one FileResult per path, in input order, each as soon as it and all before it are done."""
         paths = [str(p) for p in paths]

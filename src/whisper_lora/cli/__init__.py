@@ -17,6 +17,7 @@ COMMANDS = {
     "merge": "merge",
     "export": "export",
     "demo": "demo",
+    "serve": "serve",
 }
 
 

@@ -151,23 +151,33 @@ class SrtWriter(SubtitleWriter):
     suffix = ".srt"
 
     def render_one(self, result: FileResult) -> str:
-        blocks = []
-        for i, s in enumerate(_cues(result), start=1):
-            start = format_timestamp(s.start, ",", always_hours=True)
-            end = format_timestamp(s.end, ",", always_hours=True)
-            blocks.append(f"{i}\n{start} --> {end}\n{s.text}\n")
-        return "\n".join(blocks)
+        return srt_text(result)
 
 
 class VttWriter(SubtitleWriter):
     suffix = ".vtt"
 
     def render_one(self, result: FileResult) -> str:
-        blocks = ["WEBVTT\n"]
-        for s in _cues(result):
-            blocks.append(f"{format_timestamp(s.start, always_hours=True)} --> "
-                          f"{format_timestamp(s.end, always_hours=True)}\n{_vtt_text(s.text)}\n")
-        return "\n".join(blocks)
+        return vtt_text(result)
+
+
+def srt_text(result: FileResult) -> str:
+    """One file's segments as SRT subtitles."""
+    blocks = []
+    for i, s in enumerate(_cues(result), start=1):
+        start = format_timestamp(s.start, ",", always_hours=True)
+        end = format_timestamp(s.end, ",", always_hours=True)
+        blocks.append(f"{i}\n{start} --> {end}\n{s.text}\n")
+    return "\n".join(blocks)
+
+
+def vtt_text(result: FileResult) -> str:
+    """One file's segments as WebVTT subtitles."""
+    blocks = ["WEBVTT\n"]
+    for s in _cues(result):
+        blocks.append(f"{format_timestamp(s.start, always_hours=True)} --> "
+                      f"{format_timestamp(s.end, always_hours=True)}\n{_vtt_text(s.text)}\n")
+    return "\n".join(blocks)
 
 
 def _vtt_text(text: str) -> str:

@@ -1,0 +1,244 @@
+"""The OpenAI-compatible server, driven by the official `openai` client over loopback.
+
+A real uvicorn server on a free port serves bundled tiny.en with two adapters (real LoRA
+weights, drawn at random so that they change the transcripts), and every answer is checked
+against what `whisper-lora transcribe` gives for the same model and file."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import re
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from whisper_lora.serve.batcher import Batcher
+
+from .adapter_helpers import make_adapter
+from .test_writers import SRT_TIME, VTT_TIME, parse_cues
+
+openai = pytest.importorskip("openai")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(options):
+    """A server on loopback for the block: its base URL."""
+    import uvicorn
+
+    from whisper_lora.serve.app import create_app
+    from whisper_lora.serve.models import ModelSet
+
+    app = create_app(ModelSet.load(options), options)
+    server = uvicorn.Server(uvicorn.Config(app, host=options.host, port=options.port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://{options.host}:{options.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapters")
+    return {"calls": make_adapter(root / "calls", seed=2, scale=0.03),
+            "radio": make_adapter(root / "radio", seed=5, scale=0.025)}
+
+
+@pytest.fixture(scope="module")
+def server(adapters):
+    from whisper_lora.serve.options import ServeOptions
+
+    options = ServeOptions(model="bundled:tiny.en", adapters={k: str(v) for k, v in adapters.items()},
+                           port=free_port(), max_upload_mb=1.0)
+    with running(options) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def expected(adapters, english_clips):
+    """(model name, clip) -> `whisper-lora transcribe`'s text, for the pairs it decodes the same way
+    twice. A window that fails the guards is decoded again by sampling (openai-whisper's
+    temperature fallback), which no two runs share: those pairs cannot be compared."""
+    specs = {"whisper-1": "bundled:tiny.en", **adapters}
+    out = {}
+    for name, spec in specs.items():
+        for path, _ in english_clips:
+            first, second = (transcribe_one(spec, path).text for _ in range(2))
+            if first == second:
+                out[name, path] = first
+    for name in specs:
+        assert sum(key[0] == name for key in out) >= 3, f"{name}: too few clips decode the same way twice"
+    return out
+
+
+def transcribe_one(spec, path, timestamps=False):
+    from whisper_lora.transcribe import TranscribeOptions, transcribe
+
+    summary = transcribe(spec, [str(path)], TranscribeOptions(return_timestamps=timestamps), echo=False,
+                         progress=False)
+    return summary.results[0]
+
+
+def test_models_and_health(client, server):
+    assert [m.id for m in client.models.list()] == ["whisper-1", "calls", "radio"]
+    health = httpx.get(f"{server}/health").json()
+    assert health == {"status": "ok", "models": ["whisper-1", "calls", "radio"]}
+
+
+def test_each_adapter_transcribes_as_the_inference_command_does(client, expected):
+    for (name, path), text in expected.items():
+        with open(path, "rb") as f:
+            assert client.audio.transcriptions.create(model=name, file=f).text == text, (name, path)
+    # The adapters really are other models: they change transcripts of the base model's.
+    for adapter in ("calls", "radio"):
+        assert any(text != expected.get(("whisper-1", path)) for (name, path), text in expected.items()
+                   if name == adapter)
+
+
+def test_every_response_format(client, english_clips):
+    path, sentence = english_clips[0]
+    expected = transcribe_one("bundled:tiny.en", path, timestamps=True)
+    audio = path.read_bytes()
+
+    def ask(fmt, **kw):
+        return client.audio.transcriptions.create(model="whisper-1", file=(path.name, audio), response_format=fmt,
+                                                  **kw)
+
+    assert ask("json").text.strip()
+    assert ask("text").strip() == transcribe_one("bundled:tiny.en", path).text
+    srt = parse_cues(ask("srt"), SRT_TIME, numbered=True)
+    vtt_text = ask("vtt")
+    assert vtt_text.startswith("WEBVTT\n")
+    vtt = parse_cues(vtt_text.removeprefix("WEBVTT\n"), VTT_TIME, numbered=False)
+    times = [(round(s.start, 3), round(s.end, 3)) for s in expected.segments]
+    assert [c[:2] for c in srt] == times and [c[:2] for c in vtt] == times
+    verbose = ask("verbose_json", timestamp_granularities=["segment"])
+    assert verbose.language == "english" and verbose.text == expected.text
+    assert verbose.duration == pytest.approx(expected.duration, abs=1e-3)
+    assert [(s.start, s.end, s.text) for s in verbose.segments] == [(a, b, s.text) for (a, b), s
+                                                                    in zip(times, expected.segments)]
+
+
+def test_unknown_model_is_a_404_in_openais_shape(client, server, english_clips):
+    path, _ = english_clips[0]
+    with pytest.raises(openai.NotFoundError) as info:
+        client.audio.transcriptions.create(model="whisper-9", file=path.open("rb"))
+    assert info.value.body["code"] == "model_not_found" and "whisper-1, calls, radio" in info.value.body["message"]
+
+
+@pytest.mark.parametrize("files, data, status, param", [
+    ({"file": ("a.wav", b"<html>no audio here</html>" * 40)}, {"model": "calls"}, 400, "file"),
+    ({"file": ("a.wav", b"")}, {"model": "calls"}, 400, "file"),
+    ({"file": ("big.wav", b"\0" * (2 << 20))}, {"model": "calls"}, 413, "file"),
+    ({}, {"model": "calls"}, 400, "file"),
+    ("clip", {}, 400, "model"),
+    ("clip", {"model": "calls", "response_format": "docx"}, 400, "response_format"),
+    ("clip", {"model": "calls", "temperature": "hot"}, 400, "temperature"),
+    ("clip", {"model": "calls", "temperature": "1.5"}, 400, "temperature"),
+    ("clip", {"model": "calls", "language": "klingon"}, 400, "language"),
+    ("clip", {"model": "calls", "language": "de"}, 400, "language"),  # tiny.en is English-only
+    ("clip", {"model": "calls", "timestamp_granularities[]": "word", "response_format": "verbose_json"}, 400,
+     "timestamp_granularities[]"),
+])
+def test_bad_requests_are_refused_and_the_server_keeps_serving(client, server, english_clips, files, data, status,
+                                                               param):
+    path, _ = english_clips[1]
+    if files == "clip":
+        files = {"file": (path.name, path.read_bytes())}
+    response = httpx.post(f"{server}/v1/audio/transcriptions", files=files, data=data, timeout=60)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and error["message"] and error["type"] == "invalid_request_error"
+    assert client.audio.transcriptions.create(model="calls", file=path.open("rb")).text  # still serving
+
+
+def test_translation_needs_a_multilingual_model(client, english_clips):
+    path, _ = english_clips[0]
+    with pytest.raises(openai.BadRequestError, match="English-only"):
+        client.audio.translations.create(model="whisper-1", file=path.open("rb"))
+
+
+def test_concurrent_clients_each_get_their_own_transcript(client, english_clips):
+    """16 clients at once, over three models: decoded in shared batches (and shared 30-s windows),
+    each answer is its own file's: closer to the sentence spoken in it than to any other."""
+    jobs = [(["whisper-1", "calls", "radio"][i % 3], english_clips[i % len(english_clips)]) for i in range(16)]
+
+    def ask(job):
+        model, (path, _) = job
+        return client.audio.transcriptions.create(model=model, file=path.open("rb")).text
+
+    def share(answer, text):
+        words = set(re.findall(r"[a-z']+", text.lower()))
+        return len(words & set(re.findall(r"[a-z']+", answer.lower()))) / len(words)
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, jobs))
+    for (model, (path, spoken)), answer in zip(jobs, answers):
+        others = [share(answer, text) for _, text in english_clips if text != spoken]
+        assert share(answer, spoken) > max(others), (model, spoken, answer)
+
+
+def test_api_key_is_required_when_set(english_clips):
+    from whisper_lora.serve.options import ServeOptions
+
+    path, _ = english_clips[2]
+    with running(ServeOptions(model="bundled:tiny.en", port=free_port(), api_key="s3cret")) as url:
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0).models.list()
+        good = openai.OpenAI(base_url=f"{url}/v1", api_key="s3cret", max_retries=0)
+        assert good.audio.transcriptions.create(model="whisper-1", file=path.open("rb")).text
+        assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_a_failing_request_fails_alone_in_its_batch():
+    """The batcher decodes a batch together; when that fails, each request alone, so only the
+    bad one gets the error."""
+    calls = []
+
+    def decode(job, audios, names):
+        calls.append(list(names))
+        if "bad" in names:
+            raise ValueError("cannot decode bad")
+        return [f"{job}:{n}" for n in names]
+
+    batcher = Batcher(decode, max_batch=8, wait=0.2)
+    try:
+        futures = {n: batcher.submit("j", None, n) for n in ["a", "bad", "b"]}
+        assert futures["a"].result(5) == "j:a" and futures["b"].result(5) == "j:b"
+        with pytest.raises(ValueError):
+            futures["bad"].result(5)
+        assert calls[0] == ["a", "bad", "b"]  # one batch first
+    finally:
+        batcher.close()
+
+
+def test_batches_are_split_by_job():
+    seen = []
+    batcher = Batcher(lambda job, audios, names: seen.append((job, names)) or names, max_batch=8, wait=0.2)
+    try:
+        futures = [batcher.submit(job, None, name) for job, name in [("x", "1"), ("y", "2"), ("x", "3")]]
+        assert [f.result(5) for f in futures] == ["1", "2", "3"]
+        assert sorted(seen) == [("x", ["1", "3"]), ("y", ["2"])]
+    finally:
+        batcher.close()
