@@ -68,3 +68,23 @@ def bundled_tiny_en():
     from whisper_lora import load_model
 
     return load_model("bundled:tiny.en")
+
+
+def _label_maker(model_and_processor):
+    from whisper_lora.tokens import Tokens
+    from whisper_lora.training.labels import LabelMaker
+
+    model, processor = model_and_processor
+    return model, processor, LabelMaker(processor.tokenizer, Tokens.of(model))
+
+
+@pytest.fixture(scope="session")
+def english(tiny_random):
+    """(model, processor, LabelMaker) of the tiny random English-only Whisper."""
+    return _label_maker(tiny_random)
+
+
+@pytest.fixture(scope="session")
+def multilingual(tiny_random_multilingual):
+    """(model, processor, LabelMaker) of the tiny random multilingual Whisper."""
+    return _label_maker(tiny_random_multilingual)

@@ -12,22 +12,9 @@ import soundfile
 
 from whisper_lora.errors import ManifestError, OptionsError
 from whisper_lora.manifest import Row
-from whisper_lora.tokens import IGNORE_INDEX, Tokens
+from whisper_lora.tokens import IGNORE_INDEX
 from whisper_lora.training.dataset import Collator, SpeechDataset, usable_rows
-from whisper_lora.training.labels import LabelMaker
 from whisper_lora.training.packing import WindowPacker
-
-
-@pytest.fixture(scope="module")
-def english(tiny_random):
-    model, processor = tiny_random
-    return model, processor, LabelMaker(processor.tokenizer, Tokens.of(model))
-
-
-@pytest.fixture(scope="module")
-def multilingual(tiny_random_multilingual):
-    model, processor = tiny_random_multilingual
-    return model, processor, LabelMaker(processor.tokenizer, Tokens.of(model))
 
 
 def test_model_sees_start_token_once(english):

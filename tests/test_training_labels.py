@@ -7,24 +7,11 @@ import numpy as np
 import pytest
 
 from whisper_lora.manifest import Row
-from whisper_lora.tokens import Tokens
 from whisper_lora.training.labels import LabelMaker, speech_span, timestamped_rows
 
 
 def ids(tokenizer, *tokens):
     return [tokenizer.convert_tokens_to_ids(t) for t in tokens]
-
-
-@pytest.fixture(scope="module")
-def english(tiny_random):
-    model, processor = tiny_random
-    return model, processor, LabelMaker(processor.tokenizer, Tokens.of(model))
-
-
-@pytest.fixture(scope="module")
-def multilingual(tiny_random_multilingual):
-    model, processor = tiny_random_multilingual
-    return model, processor, LabelMaker(processor.tokenizer, Tokens.of(model))
 
 
 def test_english_only_labels_have_no_language_or_task_and_no_start_token(english):

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .cache import cached_conversion, weights_key
-from .processor import build_processor, generation_config, token_facts
+from .processor import assemble, build_processor, token_facts
 from ..errors import ModelLoadError
 
 
@@ -205,8 +205,6 @@ def convert_ct2_folder(folder: str | Path, out_dir: str | Path, model_bin: bytes
     """Convert a CTranslate2 Whisper folder into an HF folder (save_pretrained layout) at out_dir.
 
     `model_bin` is the content of model.bin when it is not a file in `folder` (shipped in parts)."""
-    from transformers import WhisperForConditionalGeneration
-
     folder, out_dir = Path(folder), Path(out_dir)
     needed = ("config.json", "tokenizer.json") + (("model.bin",) if model_bin is None else ())
     for name in needed:
@@ -220,15 +218,8 @@ def convert_ct2_folder(folder: str | Path, out_dir: str | Path, model_bin: bytes
     ct2_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     tokens = token_facts(folder, ct2_config, vocab_size=w["decoder/embeddings/weight"].shape[0])
     config = model_config(w, tokens)
-    with torch.device("meta"):
-        model = WhisperForConditionalGeneration(config)
     state = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in ct2_state_dict(w).items()}
-    model.load_state_dict(state, strict=False, assign=True)
-    model.tie_weights()
-    missing = [n for n, p in model.named_parameters() if p.is_meta]
-    if missing:
-        raise ModelLoadError(f"{folder}: conversion left weights unset: {missing[:5]}")
-    model.generation_config = generation_config(config, tokens)
+    model = assemble(config, state, tokens, folder)
     processor = build_processor(folder, config.num_mel_bins)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)

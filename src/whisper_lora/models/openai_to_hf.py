@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .cache import cached_conversion, weights_key
-from .processor import MULTILINGUAL_MIN_VOCAB, build_processor, generation_config, token_facts
+from .processor import MULTILINGUAL_MIN_VOCAB, assemble, build_processor, token_facts
 from ..errors import ModelLoadError
 
 # openai name -> HF name, applied to the part after "encoder."/"decoder."
@@ -64,7 +64,7 @@ def load_openai_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tens
 
 def convert_openai_checkpoint(path: Path, out: Path) -> None:
     """Convert the checkpoint at path into an HF folder (save_pretrained layout) at out."""
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
+    from transformers import WhisperConfig
 
     from .bundled import locate
 
@@ -88,14 +88,7 @@ def convert_openai_checkpoint(path: Path, out: Path) -> None:
         max_source_positions=dims["n_audio_ctx"], max_target_positions=dims["n_text_ctx"],
         bos_token_id=eot, eos_token_id=eot, pad_token_id=eot, decoder_start_token_id=sot,
         suppress_tokens=None, begin_suppress_tokens=None, tie_word_embeddings=True)
-    with torch.device("meta"):
-        model = WhisperForConditionalGeneration(config)
-    model.load_state_dict(state, strict=False, assign=True)
-    model.tie_weights()
-    unset = [n for n, p in model.named_parameters() if p.is_meta]
-    if unset:
-        raise ModelLoadError(f"{path}: checkpoint lacks weights such as {unset[:3]}")
-    model.generation_config = generation_config(config, tokens)
+    model = assemble(config, state, tokens, path)
     model.save_pretrained(out)
     build_processor(tok_folder, dims["n_mels"]).save_pretrained(out)
 

@@ -86,3 +86,23 @@ def build_processor(folder: Path, n_mels: int):
         tokenizer.add_tokens(timestamps)
     features = WhisperFeatureExtractor(feature_size=n_mels)
     return WhisperProcessor(feature_extractor=features, tokenizer=tokenizer)
+
+
+def assemble(config, state: dict, tokens: dict, source) -> object:
+    """A WhisperForConditionalGeneration with config, the converted weights `state` and the
+    generation config; built on the meta device, so no weight is allocated twice. A weight the
+    source lacks is a ModelLoadError naming `source`."""
+    import torch
+    from transformers import WhisperForConditionalGeneration
+
+    from ..errors import ModelLoadError
+
+    with torch.device("meta"):
+        model = WhisperForConditionalGeneration(config)
+    model.load_state_dict(state, strict=False, assign=True)
+    model.tie_weights()
+    unset = [n for n, p in model.named_parameters() if p.is_meta]
+    if unset:
+        raise ModelLoadError(f"{source}: conversion left weights unset, such as {unset[:3]}")
+    model.generation_config = generation_config(config, tokens)
+    return model
