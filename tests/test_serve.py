@@ -65,7 +65,7 @@ def server(adapters):
     from whisper_lora.serve.options import ServeOptions
 
     options = ServeOptions(model="bundled:tiny.en", adapters={k: str(v) for k, v in adapters.items()},
-                           port=free_port(), max_upload_mb=1.0)
+                           port=free_port(), max_upload_mb=2.0)
     with running(options) as url:
         yield url
 
@@ -150,7 +150,7 @@ def test_unknown_model_is_a_404_in_openais_shape(client, server, english_clips):
 @pytest.mark.parametrize("files, data, status, param", [
     ({"file": ("a.wav", b"<html>no audio here</html>" * 40)}, {"model": "calls"}, 400, "file"),
     ({"file": ("a.wav", b"")}, {"model": "calls"}, 400, "file"),
-    ({"file": ("big.wav", b"\0" * (2 << 20))}, {"model": "calls"}, 413, "file"),
+    ({"file": ("big.wav", b"\0" * (3 << 20))}, {"model": "calls"}, 413, "file"),
     ({}, {"model": "calls"}, 400, "file"),
     ("clip", {}, 400, "model"),
     ("clip", {"model": "calls", "response_format": "docx"}, 400, "response_format"),
@@ -242,3 +242,38 @@ def test_batches_are_split_by_job():
         assert sorted(seen) == [("x", ["1", "3"]), ("y", ["2"])]
     finally:
         batcher.close()
+
+
+def test_a_long_upload_is_transcribed_whole(client, english_clips, tmp_path):
+    import numpy as np
+    import soundfile
+
+    from whisper_lora.audio import SAMPLE_RATE, load_audio
+
+    pause = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    pieces = [piece for path, _ in english_clips * 3 for piece in (load_audio(path), pause)]
+    long = tmp_path / "long.flac"
+    soundfile.write(long, np.concatenate(pieces), SAMPLE_RATE)
+    result = client.audio.transcriptions.create(model="whisper-1", file=long.open("rb"),
+                                                response_format="verbose_json")
+    expected = transcribe_one("bundled:tiny.en", long, timestamps=True)
+    assert result.duration > 40 and result.duration == pytest.approx(expected.duration, abs=1e-3)
+    assert result.segments[-1].end > 35  # the end of the file is transcribed too
+    if expected == transcribe_one("bundled:tiny.en", long, timestamps=True):  # no sampled fallback
+        assert result.text == expected.text
+
+
+@pytest.mark.slow
+def test_translation_on_a_multilingual_model(say):
+    from whisper_lora.serve.options import ServeOptions
+
+    german = say("Ich möchte bitte eine Tasse Kaffee mit Milch.", voice="de")
+    with running(ServeOptions(model="bundled:base", port=free_port())) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        english = client.audio.translations.create(model="whisper-1", file=german.open("rb"),
+                                                   response_format="verbose_json")
+        spoken = client.audio.transcriptions.create(model="whisper-1", file=german.open("rb"),
+                                                    response_format="verbose_json")
+    assert english.task == "translate" and english.language == "german"
+    assert "coffee" in english.text.lower() and "kaffee" not in english.text.lower()
+    assert spoken.language == "german" and "kaffee" in spoken.text.lower()
