@@ -12,7 +12,7 @@ from pathlib import Path
 import whisper_lora
 
 PACKAGE = Path(whisper_lora.__file__).parent
-BASE = {"errors", "audio", "tokens", "languages", "devices", "fileio", "run_files", "manifest"}
+BASE = {"errors", "audio", "tokens", "languages", "devices", "fileio", "run_files", "manifest", "validation"}
 # What each part may import besides itself. Stages sit above the base; decoding reads models,
 # training reads models, scores its validation and quiets generate; the front doors use any stage.
 ALLOWED = {

@@ -2,7 +2,8 @@
 
 from .errors import AudioError, ManifestError, ModelLoadError, OptionsError, WhisperLoraError
 from .audio import SAMPLE_RATE, audio_duration, load_audio
-from .manifest import Row, ValidationReport, checked_rows, format_report, read_manifest, validate_manifest
+from .manifest import Row, read_manifest
+from .validation import ValidationReport, checked_rows, format_report, validate_manifest
 from .devices import pick_device
 from .models import load_model
 

@@ -1,7 +1,7 @@
 """`whisper-lora validate MANIFEST...`: check every row of training manifests and print what is wrong."""
 
 from ..audio import CHUNK_LENGTH
-from ..manifest import format_report, validate_manifest
+from ..validation import format_report, validate_manifest
 
 
 def add_parser(subparsers):

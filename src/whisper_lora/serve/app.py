@@ -51,23 +51,7 @@ def create_app(models: ModelSet, options: ServeOptions) -> FastAPI:
     app = FastAPI(title="whisper-lora", docs_url=None, redoc_url=None, lifespan=lifespan)
     created = int(time.time())
 
-    @app.exception_handler(RequestError)
-    async def refused(_: Request, exc: RequestError):
-        return JSONResponse(error_body(exc.message, exc.param, exc.code), status_code=exc.status)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException):
-        return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code)
-
-    @app.middleware("http")
-    async def check_key(request: Request, call_next):
-        if options.api_key and request.url.path.startswith("/v1/"):
-            given = request.headers.get("authorization", "")
-            if not secrets.compare_digest(given.encode(), f"Bearer {options.api_key}".encode()):
-                return JSONResponse(error_body("Incorrect API key provided: send it as 'Authorization: Bearer KEY'",
-                                               code="invalid_api_key"), status_code=401)
-        return await call_next(request)
-
+    _guard(app, options)
     @app.get("/health")
     async def health():
         return {"status": "ok", "models": models.names}
@@ -102,6 +86,26 @@ def create_app(models: ModelSet, options: ServeOptions) -> FastAPI:
         return await audio_request(request, "translate")
 
     return app
+
+
+def _guard(app: FastAPI, options: ServeOptions) -> None:
+    """Errors in OpenAI's shape, and the API key on every /v1 route."""
+    @app.exception_handler(RequestError)
+    async def refused(_: Request, exc: RequestError):
+        return JSONResponse(error_body(exc.message, exc.param, exc.code), status_code=exc.status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException):
+        return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code)
+
+    @app.middleware("http")
+    async def check_key(request: Request, call_next):
+        if options.api_key and request.url.path.startswith("/v1/"):
+            given = request.headers.get("authorization", "")
+            if not secrets.compare_digest(given.encode(), f"Bearer {options.api_key}".encode()):
+                return JSONResponse(error_body("Incorrect API key provided: send it as 'Authorization: Bearer KEY'",
+                                               code="invalid_api_key"), status_code=401)
+        return await call_next(request)
 
 
 async def _parse(request: Request, task: str, models: ModelSet, options: ServeOptions):

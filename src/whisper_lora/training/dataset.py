@@ -17,7 +17,8 @@ import numpy as np
 
 from .. import audio
 from ..errors import ManifestError, OptionsError
-from ..manifest import Row, format_report, validate_manifest
+from ..manifest import Row
+from ..validation import format_report, validate_manifest
 from ..tokens import IGNORE_INDEX
 from .labels import LabelMaker, own_segments, row_language
 
