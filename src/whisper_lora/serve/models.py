@@ -61,10 +61,12 @@ class ModelSet:
         for name, path in options.adapters.items():
             if not is_adapter_folder(path):
                 raise OptionsError(f"--adapter {name}={path}: not a training output folder (no adapter_config.json)")
-        if is_adapter_folder(options.model):
-            raise OptionsError(f"--model {options.model}: that is an adapter; pass its base model as --model "
-                               f"and the adapter as --adapter NAME={options.model}")
-        model, processor = load_model(options.model, cache_dir=options.cache_dir)
+        fine_tuned = is_adapter_folder(options.model)
+        if fine_tuned and options.adapters:
+            raise OptionsError(f"--model {options.model} is an adapter; to serve it beside others, pass its base "
+                               f"model as --model and it as --adapter NAME={options.model}")
+        # A training output folder alone is served merged: the fine-tuned model is the base.
+        model, processor = load_model(options.model, cache_dir=options.cache_dir, merge=fine_tuned)
         if options.adapters:
             model = _attach(model, options)
         return cls(model, processor, options, list(options.adapters))
