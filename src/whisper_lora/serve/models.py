@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..decoding.options import TranscribeOptions
+from ..decoding.options import DEFAULT_TEMPERATURES, TranscribeOptions
 from ..errors import OptionsError
 from .options import ServeOptions
 
@@ -34,7 +34,7 @@ class Job:
     def options(self, serve: ServeOptions) -> TranscribeOptions:
         # OpenAI's temperature 0 means "raise it on failure", as openai-whisper's fallback does;
         # a higher one starts the fallback there.
-        temperatures = tuple(t for t in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) if t >= self.temperature) or (1.0,)
+        temperatures = tuple(t for t in DEFAULT_TEMPERATURES if t >= self.temperature) or (1.0,)
         if self.temperature not in temperatures:
             temperatures = (self.temperature, *temperatures)
         return TranscribeOptions(language=self.language, task=self.task, return_timestamps=self.timestamps,
