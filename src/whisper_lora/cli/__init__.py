@@ -18,6 +18,8 @@ COMMANDS = {
     "export": "export",
     "demo": "demo",
     "serve": "serve",
+    "prepare": "prepare",
+    "align-heads": "align_heads",
 }
 
 

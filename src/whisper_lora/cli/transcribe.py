@@ -15,7 +15,8 @@ from ..decoding.writers import FORMATS
 
 def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
     """The original README's inference flags; extended adds the whisper-lora extras
-    (positional files, --model alias, --fp32, --cache_dir, --compute_type, --no_pack, --long_form, --quiet)."""
+    (positional files, --model alias, --fp32, --cache_dir, --compute_type, --no_pack, --long_form,
+    --word_timestamps, --initial_prompt, --hotwords, --vad, --quiet)."""
     names = ["--model_path", "--model"] if extended else ["--model_path"]
     p.add_argument(*names, dest="model_path", required=True, metavar="SPEC",
                    help="a training output folder (base model + LoRA adapter), a merged or Hugging Face model "
@@ -61,6 +62,17 @@ def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
         p.add_argument("--long_form", choices=LONG_FORMS, default="batched",
                        help="files over 30 s: batched (cut at pauses into pieces decoded together; default) or "
                             "sequential (30-second windows one after another, each prompted with the previous text)")
+        p.add_argument("--word_timestamps", action="store_true",
+                       help="start, end and probability of every word (json, tsv; srt/vtt cues follow the words); "
+                            "turns --return_timestamps on")
+        p.add_argument("--initial_prompt", metavar="TEXT",
+                       help="text as if said just before the audio: names, spelling and style to follow "
+                            "(every short file and batched piece; the first window in --long_form sequential)")
+        p.add_argument("--hotwords", metavar="'W1, W2'",
+                       help="domain terms to expect, put before every window of every file")
+        p.add_argument("--vad", action="store_true",
+                       help="voice activity detection (Silero VAD, bundled): decode only where there is speech, so "
+                            "long silences, music and noise cost nothing and invent no text")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(precision="auto")
 
@@ -82,7 +94,9 @@ def run(args) -> int:
         language=args.language, task=args.task, return_timestamps=args.return_timestamps, batch_size=args.batch_size,
         beam_size=args.beam_size, device=args.device, precision=args.precision, merge=args.merge,
         backend=args.backend, pack=getattr(args, "pack", True), cache_dir=getattr(args, "cache_dir", None),
-        compute_type=getattr(args, "compute_type", None), long_form=getattr(args, "long_form", "batched"))
+        compute_type=getattr(args, "compute_type", None), long_form=getattr(args, "long_form", "batched"),
+        word_timestamps=getattr(args, "word_timestamps", False), initial_prompt=getattr(args, "initial_prompt", None),
+        hotwords=getattr(args, "hotwords", None), vad=getattr(args, "vad", False))
     paths = list(getattr(args, "files", None) or []) + list(args.audio_path or [])
     if args.audio_list:
         paths += read_audio_list(args.audio_list)

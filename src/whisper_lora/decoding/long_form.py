@@ -23,7 +23,7 @@ from . import packing
 from ..audio import CHUNK_LENGTH, SAMPLE_RATE
 from .guards import is_quiet
 from .options import TranscribeOptions
-from .results import Decoded, Segment, clamped
+from .results import Decoded, Segment, moved
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,7 @@ def decode_pieces(audios: list[np.ndarray], languages: list[str], decode_batch,
 
 def _placed(segments: list[Segment], first_sample: int, file_samples: int) -> list[Segment]:
     """A piece's segments on its file's timeline: moved by the piece's start, clamped to the file."""
-    offset = first_sample / SAMPLE_RATE
-    return clamped(((s.start + offset, s.end + offset, s.text) for s in segments), file_samples / SAMPLE_RATE)
+    return moved(segments, first_sample / SAMPLE_RATE, file_samples / SAMPLE_RATE)
 
 
 def undecoded_tail(piece: np.ndarray, segments: list[Segment], options: TranscribeOptions) -> int | None:

@@ -99,6 +99,21 @@ class TranscribeOptions:
     # CTranslate2 compute type for --backend ct2 ("int8", "int8_float32", "float32", ...); None:
     # follows `precision` (fp32 -> float32). int8 is faster on CPUs and slightly less exact.
     compute_type: str | None = None
+    # Start and end time and probability of every word, from the cross-attention of the model's
+    # alignment heads aligned to the audio by dynamic time warping (openai-whisper's algorithm;
+    # decoding/words.py). Turns segment timestamps on.
+    word_timestamps: bool = False
+    # Text put before the first window as if it had been said just before (openai-whisper's
+    # initial_prompt): spelling, names and style for what follows. In short files and in the
+    # pieces of batched long files, every window gets it; in sequential long-form, the first.
+    initial_prompt: str | None = None
+    # Comma-separated terms put before every window (faster-whisper's hotwords): domain words the
+    # model should expect, in every window of every file.
+    hotwords: str | None = None
+    # Voice activity detection (Silero VAD, bundled with faster-whisper; no download): long files
+    # are decoded only where there is speech, so silence, music and noise cost nothing and invent
+    # nothing, and short files without speech give no text.
+    vad: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "language", normalize_language(self.language))
@@ -122,6 +137,12 @@ class TranscribeOptions:
             raise OptionsError(f"max_new_tokens {self.max_new_tokens}: use 1 to {MAX_NEW_TOKENS}")
         if not self.temperatures or any(t < 0 for t in self.temperatures):
             raise OptionsError(f"temperatures {self.temperatures}: need at least one, none negative")
+        for flag in ("initial_prompt", "hotwords"):
+            value = getattr(self, flag)
+            if value is not None and not value.strip():
+                raise OptionsError(f"--{flag} '': empty; leave --{flag} out for no prompt")
+        if self.word_timestamps and not self.return_timestamps:
+            object.__setattr__(self, "return_timestamps", True)  # words are placed inside segments
 
     def check_for_model(self, multilingual: bool, model_name: str = "the model") -> "TranscribeOptions":
         """Reject what this model cannot do; return options with the language settled."""

@@ -26,7 +26,7 @@ import numpy as np
 from ..audio import CHUNK_LENGTH, SAMPLE_RATE
 from .guards import is_quiet
 from ..languages import CJK
-from .results import Decoded, Segment
+from .results import Decoded, Segment, moved
 from ..tokens import TIME_PRECISION
 
 log = logging.getLogger(__name__)
@@ -118,9 +118,7 @@ def split(w: Window, segments: list[Segment]) -> tuple[dict[int, list[Segment]],
         if not _inside(seg, spans[k], overlaps[k]):
             doubts.append(f"a segment lies in the silence between clips ({seg.start:.2f}-{seg.end:.2f} s)")
         for k in touched if len(touched) > 1 else [k]:
-            off, dur = w.offsets[k], w.durations[k]
-            start = min(max(seg.start - off, 0.0), dur)
-            given[w.clips[k]].append(Segment(start, min(max(seg.end - off, start), dur), seg.text))
+            given[w.clips[k]] += moved([seg], -w.offsets[k], w.durations[k])
     heard = [k for k, i in enumerate(w.clips) if given[i]]
     unheard = len(w.clips) - len(heard)
     skipped = [k for k in range(heard[-1] if heard else 0) if k not in heard]

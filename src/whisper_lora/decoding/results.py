@@ -12,10 +12,19 @@ from ..tokens import TIME_PRECISION
 
 
 @dataclass(frozen=True)
+class Word:
+    start: float  # seconds from the start of the file
+    end: float  # end >= start
+    word: str  # as decoded, with its leading space where the language writes one (openai-whisper's)
+    probability: float  # the mean probability of the word's tokens (openai-whisper's), 0-1
+
+
+@dataclass(frozen=True)
 class Segment:
     start: float  # seconds from the start of the file
     end: float  # seconds from the start of the file; end >= start
     text: str  # the words spoken in [start, end], stripped of surrounding spaces
+    words: tuple[Word, ...] = ()  # with word timestamps: the segment's words in order; else ()
 
 
 @dataclass
@@ -36,8 +45,7 @@ class FileResult:
     def to_dict(self) -> dict:
         """Plain JSON-ready dict; times rounded to milliseconds."""
         out = asdict(self)
-        out["segments"] = [{"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
-                           for s in self.segments]
+        out["segments"] = [segment_dict(s) for s in self.segments]
         if out["duration"] is not None:
             out["duration"] = round(out["duration"], 3)
         if out["language_probability"] is not None:
@@ -45,6 +53,15 @@ class FileResult:
         else:
             del out["language_probability"]  # only detected languages carry a probability
         return out
+
+
+def segment_dict(seg: Segment) -> dict:
+    """A segment as JSON: times in milliseconds' precision; words only where there are some."""
+    out = {"start": round(seg.start, 3), "end": round(seg.end, 3), "text": seg.text}
+    if seg.words:
+        out["words"] = [{"start": round(w.start, 3), "end": round(w.end, 3), "word": w.word,
+                         "probability": round(w.probability, 4)} for w in seg.words]
+    return out
 
 
 @dataclass
@@ -68,14 +85,30 @@ def join_segments(segments: list[Segment]) -> str:
 
 
 def clamped(timed, duration: float) -> list[Segment]:
-    """(start, end, text) of each segment -> Segments inside [0, duration] with end >= start;
-    segments with no text are dropped. Decoders' times can run past the audio's end."""
+    """(start, end, text) or (start, end, text, words) of each segment -> Segments inside
+    [0, duration] with end >= start, their words too; segments with no text are dropped.
+    Decoders' times can run past the audio's end."""
     out = []
-    for start, end, text in timed:
+    for start, end, text, *words in timed:
         if text:
-            start = min(float(start), duration)
-            out.append(Segment(start, max(start, min(float(end), duration)), text))
+            start, end = _clamp(start, end, duration)
+            words = tuple(Word(*_clamp(w.start, w.end, duration), w.word, w.probability)
+                          for w in (words[0] if words else ()))
+            out.append(Segment(start, end, text, words))
     return out
+
+
+def moved(segments: list[Segment], offset: float, duration: float) -> list[Segment]:
+    """Segments (and their words) moved by offset seconds onto another timeline, such as a piece's
+    onto its file's or a packed window's onto a clip's (negative offset), clamped to [0, duration]."""
+    return clamped(((s.start + offset, s.end + offset, s.text,
+                     [Word(w.start + offset, w.end + offset, w.word, w.probability) for w in s.words])
+                    for s in segments), duration)
+
+
+def _clamp(start: float, end: float, duration: float) -> tuple[float, float]:
+    start = min(max(float(start), 0.0), duration)
+    return start, max(start, min(float(end), duration))
 
 
 def split_timestamped(tokens: list[int], timestamp_begin: int, first_special: int, decode,
