@@ -92,11 +92,16 @@ def expected(adapters, english_clips):
     return out
 
 
-def transcribe_one(spec, path, timestamps=False, merge=False):
-    """`whisper-lora transcribe SPEC PATH [--return_timestamps] [--merge]`'s result."""
+# tiny.en hears "Kubernetes" as "Cuba needs" unless a prompt spells it (tests/test_words.py)
+RARE_WORDS = "We deployed the cluster with Kubernetes and Grafana."
+RARE_PROMPT = "Kubernetes, Grafana"
+
+
+def transcribe_one(spec, path, timestamps=False, merge=False, **options):
+    """`whisper-lora transcribe SPEC PATH [--return_timestamps] [--merge] [...]`'s result."""
     from whisper_lora.transcribe import TranscribeOptions, transcribe
 
-    summary = transcribe(spec, [str(path)], TranscribeOptions(return_timestamps=timestamps, merge=merge),
+    summary = transcribe(spec, [str(path)], TranscribeOptions(return_timestamps=timestamps, merge=merge, **options),
                          echo=False, progress=False)
     return summary.results[0]
 
@@ -141,6 +146,24 @@ def test_every_response_format(client, english_clips):
                                                                     in zip(times, expected.segments)]
 
 
+def test_word_timestamps_and_prompt_over_the_api(client, english_clips, say):
+    """timestamp_granularities[] word gives OpenAI's words list, the same words and times as the
+    transcribe command's --word_timestamps; the prompt field spells a rare word right."""
+    path, _ = english_clips[0]
+    expected = transcribe_one("bundled:tiny.en", path, word_timestamps=True)
+    verbose = client.audio.transcriptions.create(model="whisper-1", file=(path.name, path.read_bytes()),
+                                                 response_format="verbose_json",
+                                                 timestamp_granularities=["word", "segment"])
+    words = [w for s in expected.segments for w in s.words]
+    assert len(words) >= 5
+    assert [(w.word, w.start, w.end) for w in verbose.words] == [(w.word.strip(), round(w.start, 3), round(w.end, 3))
+                                                                 for w in words]
+    path = say(RARE_WORDS)
+    prompted = client.audio.transcriptions.create(model="whisper-1", file=(path.name, path.read_bytes()),
+                                                  prompt=RARE_PROMPT).text
+    assert "Kubernetes" in prompted and "Grafana" in prompted, prompted
+
+
 def test_unknown_model_is_a_404_in_openais_shape(client, server, english_clips):
     path, _ = english_clips[0]
     with pytest.raises(openai.NotFoundError) as info:
@@ -159,7 +182,9 @@ def test_unknown_model_is_a_404_in_openais_shape(client, server, english_clips):
     ("clip", {"model": "calls", "temperature": "1.5"}, 400, "temperature"),
     ("clip", {"model": "calls", "language": "klingon"}, 400, "language"),
     ("clip", {"model": "calls", "language": "de"}, 400, "language"),  # tiny.en is English-only
-    ("clip", {"model": "calls", "timestamp_granularities[]": "word", "response_format": "verbose_json"}, 400,
+    ("clip", {"model": "calls", "timestamp_granularities[]": "letter", "response_format": "verbose_json"}, 400,
+     "timestamp_granularities[]"),
+    ("clip", {"model": "calls", "timestamp_granularities[]": "word", "response_format": "json"}, 400,
      "timestamp_granularities[]"),
 ])
 def test_bad_requests_are_refused_and_the_server_keeps_serving(client, server, english_clips, files, data, status,

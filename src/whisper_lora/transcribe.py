@@ -97,7 +97,12 @@ class Transcriber:
 
     def _drop_quiet_segments(self, audio: np.ndarray, decoded: Decoded) -> Decoded:
         """Drop segments whose stretch of audio (with QUIET_MARGIN around it) is silent: text
-        invented over a silent stretch of a long file, which the no-speech rule can miss."""
+        invented over a silent stretch of a long file, which the no-speech rule can miss. Word
+        times are fitted to the sound (words.fit_to_sound)."""
+        if self.options.word_timestamps:
+            from .decoding.words import fit_to_sound
+
+            decoded = Decoded(fit_to_sound(decoded.segments, audio), decoded.language, decoded.language_probability)
         if self.options.silence_threshold_db is None:
             return decoded
         kept = []

@@ -16,13 +16,14 @@ import os
 
 import numpy as np
 
-from ..audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE
+from ..audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE
 from ..devices import pick_device
 from ..errors import ModelLoadError, OptionsError
 from .backend import Backend
 from .guards import verdict
 from .options import TranscribeOptions
-from .results import Decoded, Segment, clamped, split_timestamped
+from . import words
+from .results import Decoded, Segment, Word, clamped, timed_pieces
 
 log = logging.getLogger(__name__)
 
@@ -113,30 +114,62 @@ class CT2Backend(Backend):
                      for tok_probs in self.model.model.detect_language(encoded)]
         else:
             langs = [(opts.language or "en", None)] * len(audios)
-        prompts = [self.model.get_prompt(self._tokenizer(code), [], without_timestamps=not timestamps)
-                   for code, _ in langs]
+        prompts = [self._prompt(self._tokenizer(code), timestamps) for code, _ in langs]
         tokenizer = self._tokenizer(langs[0][0])  # the language only changes the prompt
         limit = min(self.model.max_length, max(map(len, prompts)) + opts.max_new_tokens)
         results = self.model.model.generate(
             encoded, prompts, beam_size=opts.beam_size, max_length=limit,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True,
             suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])))
-        decoded, avg_logprobs, truncated = [], [], []
+        decoded, avg_logprobs, truncated, pieces = [], [], [], []
         for result, prompt, (code, prob), duration in zip(results, prompts, langs, durations):
             tokens = result.sequences_ids[0]
             # faster-whisper's mean log-probability: the score covers the tokens plus the end token.
             avg_logprobs.append(result.scores[0] * len(tokens) / (len(tokens) + 1))
-            segments = split_timestamped(tokens, tokenizer.timestamp_begin, tokenizer.eot, tokenizer.decode, duration)
+            pieces.append(timed_pieces(tokens, tokenizer.timestamp_begin, tokenizer.eot, duration))
+            segments = clamped(((a, b, tokenizer.decode(ids).strip()) for a, b, ids in pieces[-1]), duration)
             if not timestamps and segments:
                 segments = [Segment(0.0, duration, " ".join(s.text for s in segments))]
             decoded.append(Decoded(segments, code, prob))
             truncated.append(len(prompt) + len(tokens) >= limit)
         trouble = verdict(decoded, avg_logprobs, [r.no_speech_prob for r in results], truncated, opts)
+        if opts.word_timestamps and timestamps:
+            self._add_words(encoded, decoded, pieces, [len(a) for a in audios], skip=trouble if retry else None)
         if not (retry and any(trouble) and len(opts.temperatures) > 1):
             return decoded, trouble
         for i in (i for i, bad in enumerate(trouble) if bad):
             decoded[i] = self._sequential(audios[i], decoded[i].language, decoded[i].language_probability)
         return decoded, [False] * len(audios)
+
+    def _prompt(self, tokenizer, timestamps: bool) -> list[int]:
+        """faster-whisper's prompt: hotwords and the initial prompt before the start sequence."""
+        opts = self.options
+        previous = tokenizer.encode(" " + opts.initial_prompt.strip()) if opts.initial_prompt else []
+        return self.model.get_prompt(tokenizer, previous, without_timestamps=not timestamps, hotwords=opts.hotwords)
+
+    def _add_words(self, encoded, decoded: list[Decoded], pieces, samples: list[int], skip=None) -> None:
+        """Word timestamps from CTranslate2's alignment (its DTW over the alignment heads), then
+        the same word splitting and fix-ups as the transformers backend (words.py). Rows are
+        aligned per language, since the start sequence is shared by a call."""
+        for code in dict.fromkeys(d.language for d in decoded):
+            rows = [i for i, d in enumerate(decoded) if d.language == code and not (skip and skip[i])
+                    and any(ids for _, _, ids in pieces[i])]
+            if not rows:
+                continue
+            tokenizer = self._tokenizer(code)
+            texts = [[t for _, _, ids in pieces[i] for t in ids] for i in rows]
+            frames = [min(N_FRAMES, samples[i] // HOP_LENGTH) for i in rows]
+            features = encoded if len(rows) == len(decoded) else _rows_of(encoded, rows)
+            results = self.model.model.align(features, tokenizer.sot_sequence, texts, frames,
+                                             median_filter_width=words.MEDIAN_FILTER_WIDTH)
+            for i, text, result in zip(rows, texts, results):
+                path = np.array(result.alignments).reshape(-1, 2)
+                timed = words.timings([ids for _, _, ids in pieces[i]], path[:, 0], path[:, 1],
+                                      np.array(result.text_token_probs),
+                                      tokenizer.decode, code, tokenizer.eot)
+                decoded[i].segments = clamped(((s.start, s.end, s.text, s.words) for s in
+                                               words.place(pieces[i], timed, tokenizer.decode)),
+                                              samples[i] / SAMPLE_RATE)
 
     def _sequential(self, audio: np.ndarray, language: str | None, probability: float | None) -> Decoded:
         """faster-whisper's WhisperModel.transcribe: openai-whisper's algorithm, fallback included.
@@ -147,7 +180,8 @@ class CT2Backend(Backend):
             temperature=list(opts.temperatures), compression_ratio_threshold=opts.compression_ratio_threshold,
             log_prob_threshold=opts.logprob_threshold, no_speech_threshold=opts.no_speech_threshold,
             condition_on_previous_text=opts.condition_on_previous_text,
-            without_timestamps=not opts.return_timestamps, vad_filter=False, max_new_tokens=opts.max_new_tokens)
+            without_timestamps=not opts.return_timestamps, vad_filter=opts.vad, max_new_tokens=opts.max_new_tokens,
+            word_timestamps=opts.word_timestamps, initial_prompt=opts.initial_prompt, hotwords=opts.hotwords)
         segments = _segments(segments, len(audio) / SAMPLE_RATE)  # a generator: decoding happens here
         if language is None:
             return Decoded(segments, info.language, float(info.language_probability))
@@ -165,13 +199,27 @@ class CT2Backend(Backend):
                 audio, language=opts.language, task=opts.task, beam_size=opts.beam_size,
                 batch_size=opts.batch_size, without_timestamps=not opts.return_timestamps,
                 temperature=list(opts.temperatures), compression_ratio_threshold=opts.compression_ratio_threshold,
-                log_prob_threshold=opts.logprob_threshold, no_speech_threshold=opts.no_speech_threshold)
+                log_prob_threshold=opts.logprob_threshold, no_speech_threshold=opts.no_speech_threshold,
+                word_timestamps=opts.word_timestamps, initial_prompt=opts.initial_prompt, hotwords=opts.hotwords)
             segments = _segments(segments, len(audio) / SAMPLE_RATE)
             detected = opts.language is None and self.multilingual
             out.append(Decoded(segments, info.language, float(info.language_probability) if detected else None))
         return out
 
 
+def _rows_of(encoded, rows: list[int]):
+    """Some rows of the encoder's output (a CTranslate2 StorageView), as a StorageView."""
+    import ctranslate2
+
+    if encoded.device == "cpu":
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[rows]))
+    import torch
+
+    return ctranslate2.StorageView.from_array(torch.as_tensor(encoded, device="cuda")[rows].contiguous())
+
+
 def _segments(fw_segments, duration: float) -> list[Segment]:
     """faster-whisper's segments (a generator: the decoding happens as it is read) -> Segments."""
-    return clamped(((s.start, s.end, s.text.strip()) for s in fw_segments), duration)
+    return clamped(((s.start, s.end, s.text.strip(),
+                     [Word(w.start, w.end, w.word, w.probability) for w in (s.words or ())])
+                    for s in fw_segments), duration)

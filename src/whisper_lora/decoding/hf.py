@@ -33,14 +33,14 @@ import torch
 from transformers import LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutput
 
-from . import long_form
+from . import long_form, words
 from ..audio import N_SAMPLES, SAMPLE_RATE
 from .backend import Backend
 from .guards import verdict
 from .hf_logits import Suppress, TokenLogprobs, quiet_generate_warnings
 from .int8_head import Int8Head, build_int8_head
 from ..devices import pick_device
-from .results import Decoded, Segment, clamped, split_timestamped
+from .results import Decoded, Segment, clamped, moved, timed_pieces
 from .options import TranscribeOptions
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,8 @@ class HFBackend(Backend):
         self._int8 = self.device == "cpu" and options.precision == "auto" and self.precision == "fp32"
         self._head, self._head_key = None, None
         self._fp32_head = self.whisper.proj_out
+        self.prompt_ids = self._prompt(self.options)
+        self.aligner = words.HFAligner(self.whisper) if self.options.word_timestamps else None
 
     @property
     def uses_int8_head(self) -> bool:
@@ -91,6 +93,19 @@ class HFBackend(Backend):
         return self._int8
 
     # ---- helpers -------------------------------------------------------------------------------
+
+    def _prompt(self, options: TranscribeOptions) -> list[int]:
+        """<|startofprev|> + hotwords + initial prompt, as token ids ([] for none): at most half
+        the decoder's positions, the latest tokens kept (openai-whisper's and faster-whisper's rule)."""
+        texts = [t.strip() for t in (options.hotwords, options.initial_prompt) if t]
+        if not texts:
+            return []
+        ids = self.tokenizer.encode(" " + " ".join(texts), add_special_tokens=False)
+        limit = self.whisper.config.max_target_positions // 2 - 1
+        return [self.tokenizer.convert_tokens_to_ids("<|startofprev|>")] + ids[-limit:]
+
+    def _prompt_kwargs(self) -> dict:
+        return {"prompt_ids": torch.tensor(self.prompt_ids, device=self.device)} if self.prompt_ids else {}
 
     def _processors(self, prompt_length: int, extra=()) -> LogitsProcessorList:
         """Suppression processors with prebuilt masks (see Suppress), then `extra`.
@@ -197,11 +212,12 @@ class HFBackend(Backend):
         else:
             langs = self._settle_languages(lang_probs, len(audios))
         generated, avg_logprob = self._generate(encoder_hidden, [code for code, _ in langs], timestamps)
-        results, truncated = [], []
+        results, truncated, pieces = [], [], []
         for row, (code, prob), duration in zip(generated, langs, durations):
             tokens = [t for t in row if t != self.eos]
             if timestamps:
-                segments = split_timestamped(tokens, self.timestamp_begin, self.eos, self.tokenizer.decode, duration)
+                pieces.append(timed_pieces(tokens, self.timestamp_begin, self.eos, duration))
+                segments = self._segments(pieces[-1], duration)
             else:
                 text = self._text(tokens)
                 segments = [Segment(0.0, duration, text)] if text else []
@@ -209,36 +225,71 @@ class HFBackend(Backend):
             truncated.append(self.eos not in row)
         trouble = verdict(results, avg_logprob, no_speech, truncated, opts)
         failed = [i for i, bad in enumerate(trouble) if bad]
-        if not (retry and failed and len(opts.temperatures) > 1):
-            return results, trouble
-        log.debug("temperature fallback for %d of %d files", len(failed), len(audios))
-        redone = self._generate_with_fallback([audios[i] for i in failed], [langs[i][0] for i in failed],
-                                              temperatures=opts.temperatures[1:], long=False, timestamps=timestamps)
-        for i, segs in zip(failed, redone):
-            results[i].segments = self._segments_from_generate(segs, durations[i])
-        return results, [False] * len(audios)
+        if retry and failed and len(opts.temperatures) > 1:
+            log.debug("temperature fallback for %d of %d files", len(failed), len(audios))
+            redone = self._generate_with_fallback([audios[i] for i in failed], [langs[i][0] for i in failed],
+                                                  temperatures=opts.temperatures[1:], long=False, timestamps=timestamps)
+            for i, segs in zip(failed, redone):
+                pieces_i = [(seg["start"], seg["end"], self._text_ids(seg["tokens"])) for seg in segs]
+                if timestamps:
+                    pieces[i] = pieces_i
+                results[i].segments = self._segments(pieces_i, durations[i])
+            trouble = [False] * len(audios)
+        if self.aligner is not None and timestamps:
+            self._add_words(encoder_hidden, results, pieces, [len(a) for a in audios])
+        return results, trouble
+
+    def _segments(self, pieces, duration: float) -> list[Segment]:
+        return clamped(((a, b, self._text(ids)) for a, b, ids in pieces), duration)
+
+    def _text_ids(self, tokens) -> list[int]:
+        """The text tokens of a transformers segment (its timestamps and special tokens dropped)."""
+        return [int(t) for t in tokens if int(t) < self.eos]
+
+    def _sot(self, language: str | None) -> list[int]:
+        """<|startoftranscript|> with the language and task, as the text was decoded."""
+        if not self.multilingual:
+            return [self.gen.decoder_start_token_id]
+        return [self.gen.decoder_start_token_id, self.gen.lang_to_id[f"<|{language}|>"],
+                self.gen.task_to_id[self.options.task]]
+
+    def _add_words(self, encoder_hidden, results: list[Decoded], pieces, samples: list[int]) -> None:
+        """Word timestamps for each row's segments (words.py), from one teacher-forced pass."""
+        rows = [(self._sot(dec.language), [t for _, _, ids in p for t in ids], n)
+                for dec, p, n in zip(results, pieces, samples)]
+        for dec, p, n, (sot, text, _), path in zip(results, pieces, samples, rows,
+                                                  self.aligner.paths(encoder_hidden, rows)):
+            if path is None:
+                continue
+            timed = words.timings([ids for _, _, ids in p], *path, self.tokenizer.decode, dec.language, self.eos)
+            dec.segments = clamped(((s.start, s.end, s.text, s.words) for s in
+                                    words.place(p, timed, self.tokenizer.decode)), n / SAMPLE_RATE)
 
     def _generate(self, encoder_hidden: torch.Tensor, languages: list[str], timestamps: bool):
         """Greedy or beam decoding at temperature 0 on the encoder's output: (the tokens generated
         per row, the end token included where it was reached; mean token log-probability per row)."""
         opts = self.options
-        prompt_length = 1 + (2 if self.multilingual else 0) + (0 if timestamps else 1)
+        prompt_length = len(self.prompt_ids) + 1 + (2 if self.multilingual else 0) + (0 if timestamps else 1)
         logprobs = TokenLogprobs(self.eos, prompt_length) if opts.beam_size == 1 else None
         with self._decoding():
             out = self.whisper.generate(
                 encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
                 return_timestamps=timestamps, num_beams=opts.beam_size, do_sample=False,
-                temperature=0.0, max_new_tokens=opts.max_new_tokens, compression_ratio_threshold=None,
+                temperature=0.0, max_new_tokens=self._max_new_tokens(prompt_length), compression_ratio_threshold=None,
                 logprob_threshold=None, no_speech_threshold=None, force_unique_generate_call=True,
                 return_dict_in_generate=True, output_scores=opts.beam_size > 1,
                 suppress_tokens=None, begin_suppress_tokens=None,
                 logits_processor=self._processors(prompt_length, [logprobs] if logprobs else []),
-                **self._language_kwargs(languages))
+                **self._prompt_kwargs(), **self._language_kwargs(languages))
         if logprobs is not None:
             avg_logprob = logprobs.finish(out.sequences)
         else:
             avg_logprob = out.sequences_scores.float().cpu()
         return [row[prompt_length:].tolist() for row in out.sequences], avg_logprob
+
+    def _max_new_tokens(self, prompt_length: int) -> int:
+        """options.max_new_tokens, less what a long prompt leaves of the decoder's positions."""
+        return max(1, min(self.options.max_new_tokens, self.whisper.config.max_target_positions - prompt_length))
 
     def _generate_with_fallback(self, audios, languages, temperatures, long: bool, timestamps: bool | None = None):
         """transformers' own decoding with temperature fallback and no-speech detection.
@@ -249,19 +300,25 @@ class HFBackend(Backend):
         opts = self.options
         features, mask = self._features(audios, long=long)
         timestamps = long or (opts.return_timestamps if timestamps is None else timestamps)
-        prompt_length = 1 + (2 if self.multilingual else 0) + (0 if timestamps else 1)
+        prompt_length = len(self.prompt_ids) + 1 + (2 if self.multilingual else 0) + (0 if timestamps else 1)
+        prompt = self._prompt_kwargs()
+        if prompt and long and opts.hotwords:
+            # hotwords go before every window: transformers' "all-segments" prompt (the initial
+            # prompt, given with them, then comes back in every window too)
+            prompt["prompt_condition_type"] = "all-segments"
         with self._decoding():
             out = self.whisper.generate(
                 features, attention_mask=mask, return_timestamps=timestamps,
                 num_beams=opts.beam_size, temperature=temperatures,
                 compression_ratio_threshold=opts.compression_ratio_threshold,
                 logprob_threshold=opts.logprob_threshold, no_speech_threshold=opts.no_speech_threshold,
-                condition_on_prev_tokens=opts.condition_on_previous_text if long else False,
+                condition_on_prev_tokens=(opts.condition_on_previous_text or "prompt_condition_type" in prompt) if long
+                else False,
                 suppress_tokens=None, begin_suppress_tokens=None, logits_processor=self._processors(prompt_length),
-                return_segments=True, **self._language_kwargs(languages),
+                return_segments=True, **prompt, **self._language_kwargs(languages),
                 # Long audio leaves the length to transformers: the previous text's prompt (up to
                 # 223 tokens) shares the 448 positions, and it fits max_new_tokens around it.
-                **({} if long else {"max_new_tokens": opts.max_new_tokens}))
+                **({} if long else {"max_new_tokens": self._max_new_tokens(prompt_length)}))
         segments = out["segments"]
         if not timestamps:
             # Without timestamps, the single segment of a short file spans the whole window.
@@ -297,5 +354,31 @@ class HFBackend(Backend):
         durations = [len(a) / SAMPLE_RATE for a in audios]
         segments = self._generate_with_fallback(audios, [code for code, _ in langs],
                                                 temperatures=self.options.temperatures, long=True)
+        if self.aligner is not None:
+            return [Decoded(self._long_words(audio, segs, code), code, prob)
+                    for audio, segs, (code, prob) in zip(audios, segments, langs)]
         return [Decoded(self._segments_from_generate(segs, d), code, prob)
                 for segs, d, (code, prob) in zip(segments, durations, langs)]
+
+    def _long_words(self, audio: np.ndarray, segs, language: str) -> list[Segment]:
+        """Segments of a long file with word timestamps: consecutive segments are grouped into
+        30-second windows, each window encoded once more and aligned (words.py)."""
+        pieces = [(float(s["start"]), float(s["end"]), self._text_ids(s["tokens"])) for s in segs]
+        groups, out = [], []
+        for piece in pieces:
+            if groups and piece[1] - groups[-1][0][0] <= long_form.MAX_SECONDS:
+                groups[-1].append(piece)
+            else:
+                groups.append([piece])
+        for group in groups:
+            first = int(group[0][0] * SAMPLE_RATE)
+            window = audio[first:first + N_SAMPLES]
+            offset = first / SAMPLE_RATE
+            decoded = Decoded([], language, None)
+            local = [(a - offset, b - offset, ids) for a, b, ids in group]
+            features, _ = self._features([window])
+            with self._decoding():
+                hidden = self.whisper.model.encoder(features).last_hidden_state
+            self._add_words(hidden, [decoded], [local], [len(window)])
+            out += moved(decoded.segments, offset, len(audio) / SAMPLE_RATE)
+        return out

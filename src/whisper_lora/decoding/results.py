@@ -92,7 +92,7 @@ def clamped(timed, duration: float) -> list[Segment]:
     for start, end, text, *words in timed:
         if text:
             start, end = _clamp(start, end, duration)
-            words = tuple(Word(*_clamp(w.start, w.end, duration), w.word, w.probability)
+            words = tuple(Word(*_clamp(w.start, w.end, duration), w.word, float(w.probability))
                           for w in (words[0] if words else ()))
             out.append(Segment(start, end, text, words))
     return out
@@ -111,24 +111,34 @@ def _clamp(start: float, end: float, duration: float) -> tuple[float, float]:
     return start, max(start, min(float(end), duration))
 
 
-def split_timestamped(tokens: list[int], timestamp_begin: int, first_special: int, decode,
-                      duration: float) -> list[Segment]:
-    """Whisper output '<|t0|> text <|t1|><|t1|> text <|t2|>' -> Segments, times clamped to duration.
+def timed_pieces(tokens: list[int], timestamp_begin: int, first_special: int,
+                 duration: float) -> list[tuple[float, float, list[int]]]:
+    """Whisper output '<|t0|> text <|t1|><|t1|> text <|t2|>' -> (start, end, text token ids) of
+    each stretch of text, times clamped to duration.
 
     Ids >= timestamp_begin are timestamps; ids in [first_special, timestamp_begin) are other
-    special tokens (end of text, language, task) and are dropped; decode(ids) -> str. A text
-    after the last timestamp (the decoding stopped before closing it) ends at `duration`."""
-    segments: list[Segment] = []
+    special tokens (end of text, language, task) and are dropped. A text after the last
+    timestamp (the decoding stopped before closing it) ends at `duration`."""
+    pieces = []
     start, text_ids = 0.0, []
     for tok in tokens:
         if tok >= timestamp_begin:
             t = min((tok - timestamp_begin) * TIME_PRECISION, duration)
             if text_ids:
-                segments.append(Segment(start, max(start, t), decode(text_ids).strip()))
+                pieces.append((start, max(start, t), text_ids))
                 text_ids = []
             start = t
         elif tok < first_special:
             text_ids.append(tok)
     if text_ids:
-        segments.append(Segment(start, max(start, duration), decode(text_ids).strip()))
+        pieces.append((start, max(start, duration), text_ids))
+    return pieces
+
+
+def split_timestamped(tokens: list[int], timestamp_begin: int, first_special: int, decode,
+                      duration: float) -> list[Segment]:
+    """Whisper output -> Segments (timed_pieces, decoded with decode(ids) -> str); pieces
+    with no text are dropped."""
+    segments = [Segment(a, b, decode(ids).strip())
+                for a, b, ids in timed_pieces(tokens, timestamp_begin, first_special, duration)]
     return [s for s in segments if s.text]

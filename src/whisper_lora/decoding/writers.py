@@ -7,9 +7,12 @@ the end, also after an interruption, so an interrupted run keeps what was done. 
 
   .json  {"model": ..., "backend": ..., "task": ..., "results": [FileResult.to_dict(), ...]}
   .txt   the transcript; with several files, each preceded by a "### path" line
-  .tsv   one table for all files: path, start, end (seconds), text; one row per segment
+  .tsv   one table for all files: path, start, end (seconds), text; one row per segment (with
+         word timestamps: path, start, end, word, probability; one row per word)
   .srt / .vtt  subtitles of one file; with several input files, one subtitle file per input
-         inside a folder named after the output file (subs.srt -> subs/NAME.srt)
+         inside a folder named after the output file (subs.srt -> subs/NAME.srt); with word
+         timestamps, VTT cues carry each word's start time inline (<00:00:01.240>word), as
+         players use for karaoke-style highlighting, and every cue's times follow its words
 """
 
 from __future__ import annotations
@@ -103,6 +106,11 @@ def _txt_body(result: FileResult) -> str:
 
 class TsvWriter(Writer):
     def render(self) -> str:
+        if any(s.words for r in self.results for s in r.segments):
+            rows = ["path\tstart\tend\tword\tprobability"]
+            rows += [f"{_tsv(r.path)}\t{w.start:.3f}\t{w.end:.3f}\t{_tsv(w.word.strip())}\t{w.probability:.4f}"
+                     for r in self.results for s in r.segments for w in s.words]
+            return "\n".join(rows) + "\n"
         rows = ["path\tstart\tend\ttext"]
         for r in self.results:
             for s in r.segments:
@@ -176,8 +184,22 @@ def vtt_text(result: FileResult) -> str:
     blocks = ["WEBVTT\n"]
     for s in _cues(result):
         blocks.append(f"{format_timestamp(s.start, always_hours=True)} --> "
-                      f"{format_timestamp(s.end, always_hours=True)}\n{_vtt_text(s.text)}\n")
+                      f"{format_timestamp(s.end, always_hours=True)}\n{_vtt_cue_text(s)}\n")
     return "\n".join(blocks)
+
+
+def _vtt_cue_text(seg) -> str:
+    """The cue's text; with words, each word after the first preceded by its start time, which
+    WebVTT allows inside a cue (strictly between the cue's start and end)."""
+    if not seg.words:
+        return _vtt_text(seg.text)
+    out = ""
+    for i, w in enumerate(seg.words):
+        word = _vtt_text(w.word if i else w.word.lstrip())
+        if i and seg.start < w.start < seg.end:
+            out += f"<{format_timestamp(w.start, always_hours=True)}>"
+        out += word
+    return out
 
 
 def _vtt_text(text: str) -> str:
@@ -189,7 +211,7 @@ def _cues(result: FileResult):
     """Segments worth a subtitle: non-empty text, end after start (a cue of zero length is invalid)."""
     for s in result.segments:
         if s.text:
-            yield s if s.end > s.start else type(s)(s.start, s.start + 0.001, s.text)
+            yield s if s.end > s.start else type(s)(s.start, s.start + 0.001, s.text, s.words)
 
 
 WRITERS = {"json": JsonWriter, "txt": TxtWriter, "tsv": TsvWriter, "srt": SrtWriter, "vtt": VttWriter}

@@ -176,7 +176,9 @@ def _load_adapter(folder: Path, cache_dir, dtype, merge: bool):
     if (folder / "preprocessor_config.json").is_file() or (folder / "processor_config.json").is_file():
         processor = WhisperProcessor.from_pretrained(str(folder))
     if (folder / "generation_config.json").is_file():
-        model.generation_config = GenerationConfig.from_pretrained(str(folder))
+        # On the base model, which decodes (and which merging returns): set on the PeftModel
+        # wrapper, it stayed there, and the base's own config (alignment heads, ...) was used.
+        model.get_base_model().generation_config = GenerationConfig.from_pretrained(str(folder))
     if merge:
         model = model.merge_and_unload(safe_merge=True)
     return model, processor

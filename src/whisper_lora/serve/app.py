@@ -134,13 +134,11 @@ async def _parse(request: Request, task: str, models: ModelSet, options: ServeOp
     if response_format not in RESPONSE_FORMATS:
         raise RequestError(400, f"response_format {response_format!r}: use one of {', '.join(RESPONSE_FORMATS)}",
                            "response_format")
-    job = Job(model=served, task=task, language=_language(form, task, models),
-              temperature=_temperature(form), timestamps=response_format in TIMED_FORMATS)
-    _check_granularities(form, response_format)
+    words = _word_granularity(form, response_format)
+    job = Job(model=served, task=task, language=_language(form, task, models), temperature=_temperature(form),
+              timestamps=response_format in TIMED_FORMATS or words, words=words, prompt=_field(form, "prompt"))
     if _field(form, "stream") in ("true", "True", "1"):
         raise RequestError(400, "stream: streaming is not supported; leave it out", "stream")
-    if _field(form, "prompt"):
-        log.info("prompt given with %s: prompts are not used yet", upload.filename)
     filename = upload.filename or "upload"
     try:
         audio = await asyncio.to_thread(load_audio_bytes, data, filename)
@@ -184,17 +182,17 @@ def _temperature(form) -> float:
     return value
 
 
-def _check_granularities(form, response_format: str) -> None:
+def _word_granularity(form, response_format: str) -> bool:
+    """Whether timestamp_granularities[] asks for words (segments come with verbose_json anyway)."""
     given = form.getlist("timestamp_granularities[]") + form.getlist("timestamp_granularities")
     for value in given:
         if value not in ("segment", "word"):
-            raise RequestError(400, f"timestamp_granularities[] {value!r}: use segment", "timestamp_granularities[]")
-        if value == "word":
-            raise RequestError(400, "timestamp_granularities[] word: word timestamps are not available yet; "
-                               "ask for segment", "timestamp_granularities[]")
+            raise RequestError(400, f"timestamp_granularities[] {value!r}: use segment or word",
+                               "timestamp_granularities[]")
     if given and response_format != "verbose_json":
         raise RequestError(400, "timestamp_granularities[] needs response_format verbose_json",
                            "timestamp_granularities[]")
+    return "word" in given
 
 
 def _too_large(options: ServeOptions) -> RequestError:

@@ -37,6 +37,10 @@ def verbose_json(result: FileResult, task: str, temperature: float) -> dict:
                  "text": s.text, "tokens": [], "temperature": temperature, "avg_logprob": None,
                  "compression_ratio": None, "no_speech_prob": None}
                 for i, s in enumerate(result.segments)]
-    return {"task": "translate" if task == "translate" else "transcribe",
+    body = {"task": "translate" if task == "translate" else "transcribe",
             "language": LANGUAGES.get(result.language or "", result.language or ""),
             "duration": round(result.duration or 0.0, 3), "text": result.text, "segments": segments}
+    words = [w for s in result.segments for w in s.words]
+    if words:  # asked for with timestamp_granularities[] word; OpenAI's words carry no space or probability
+        body["words"] = [{"word": w.word.strip(), "start": round(w.start, 3), "end": round(w.end, 3)} for w in words]
+    return body

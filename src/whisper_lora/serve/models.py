@@ -19,7 +19,7 @@ from .options import ServeOptions
 
 log = logging.getLogger(__name__)
 
-MAX_TRANSCRIBERS = 8  # distinct (model, task, language, temperature, timestamps) kept ready
+MAX_TRANSCRIBERS = 8  # distinct (model, task, language, temperature, timestamps, words, prompt) kept ready
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class Job:
     language: str | None = None
     temperature: float = 0.0
     timestamps: bool = False
+    words: bool = False  # word timestamps (timestamp_granularities[] word)
+    prompt: str | None = None  # the request's prompt: text as if said just before the audio
 
     def options(self, serve: ServeOptions) -> TranscribeOptions:
         # OpenAI's temperature 0 means "raise it on failure", as openai-whisper's fallback does;
@@ -39,7 +41,7 @@ class Job:
             temperatures = (self.temperature, *temperatures)
         return TranscribeOptions(language=self.language, task=self.task, return_timestamps=self.timestamps,
                                  temperatures=temperatures, device=serve.device, precision=serve.precision,
-                                 cache_dir=serve.cache_dir)
+                                 cache_dir=serve.cache_dir, word_timestamps=self.words, initial_prompt=self.prompt)
 
 
 class ModelSet:
