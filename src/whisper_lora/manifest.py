@@ -48,6 +48,9 @@ class Row:
     language: str | None = None  # Whisper language code ("en", "zh"); None: not given in the manifest
     segments: list[dict] | None = None  # [{"start": s, "end": s, "text": str}], times in seconds
     duration: float | None = None  # seconds; set by validate_manifest, None from read_manifest
+    # Row of a Hugging Face dataset that holds this row's audio (hf_data.py); None: audio_path is
+    # a file. With an index, audio_path is what the dataset names the audio, for messages only.
+    audio_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,13 +122,24 @@ def _parse_json(manifest: Path, text: str) -> object:
                             f"column {exc.colno}") from None
 
 
+def _lines(text: str):
+    """The lines of text one at a time ("\n" or "\r\n" ends), not a list of them all: a million
+    lines held at once would take more memory than the text itself."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        yield text[start:end].rstrip("\r")
+        start = end + 1
+
+
 class _BadLine(str):
     """A JSON Lines line that does not parse; its text is the parser's reason."""
 
 
 def _parse_json_lines(manifest: Path, text: str) -> list[tuple[int, object]]:
     entries = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         try:

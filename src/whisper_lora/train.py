@@ -30,6 +30,7 @@ from pathlib import Path
 from .devices import cpu_has_native_bf16
 from .errors import OptionsError, WhisperLoraError
 from .fileio import write_json
+from .hf_data import check_dataset, dataset_rows, is_saved_dataset, streamed_head
 from .run_files import METRICS, TRAINING_CONFIG
 from .tokens import Tokens
 from .training.dataset import SpeechDataset, usable_rows
@@ -100,29 +101,79 @@ def train(options: TrainOptions, callbacks=()) -> TrainResult:
 
 
 def _datasets(options: TrainOptions, processor, labels: LabelMaker) -> tuple[SpeechDataset, SpeechDataset | None, dict]:
-    """The training set, the validation set (None without --validation_file), and per split a
-    report of the rows kept and dropped."""
+    """The training set, the validation set (None without one), and per split a report of the
+    rows kept and dropped. Each comes from a manifest or a Hugging Face dataset (_rows)."""
     limits = dict(max_seconds=options.max_duration_in_seconds, min_seconds=options.min_duration_in_seconds,
                   max_label_length=options.max_label_length, strict=options.strict)
-    train_rows, train_report = usable_rows(options.train_file, labels, options.language,
-                                           max_samples=options.max_train_samples, **limits)
     share = options.resolved_timestamp_share
     pack = options.pack_clips and not options.freeze_encoder
+    if options.streaming:
+        return _streamed_datasets(options, processor, labels, limits, pack)
+    train_rows, train_report, train_audio = _rows(options, labels, options.train_file, options.train_split,
+                                                  options.max_train_samples, limits)
     # Packed windows already hold several utterances; unpacked, timestamped items join a few.
     train_set = SpeechDataset(train_rows, processor, labels, options.language,
                               timestamped_rows(train_rows, share, options.seed), join=not pack, seed=options.seed,
-                              max_label_length=options.max_label_length, raw=pack)
+                              max_label_length=options.max_label_length, raw=pack, audio_loader=train_audio)
     eval_set, data = None, {"train": train_report.as_dict()}
-    if options.validation_file:
-        eval_rows, eval_report = usable_rows(options.validation_file, labels, options.language,
-                                             max_samples=options.max_eval_samples, **limits)
+    if options.has_validation:
+        source = options.validation_file or (options.train_file if not options.dataset_name else None)
+        eval_rows, eval_report, eval_audio = _rows(options, labels, source, options.eval_split or "validation",
+                                                   options.max_eval_samples, limits)
         eval_set = SpeechDataset(eval_rows, processor, labels, options.language,
-                                 timestamped_rows(eval_rows, 1.0 if options.timestamps else 0.0, options.seed))
+                                 timestamped_rows(eval_rows, 1.0 if options.timestamps else 0.0, options.seed),
+                                 audio_loader=eval_audio)
         data["validation"] = eval_report.as_dict()
     log.info("training on %d clips (%d with timestamp targets)%s%s", len(train_set), len(train_set.timestamped),
              ", each batch packed into shared 30-s windows" if pack else "",
              f", validating on {len(eval_set)}" if eval_set else ", no validation set")
     return train_set, eval_set, data
+
+
+STREAMED_EVAL_ROWS = 200  # validation rows read from a stream when --max_eval_samples is not given
+
+
+def _streamed_datasets(options: TrainOptions, processor, labels: LabelMaker, limits: dict, pack: bool):
+    """--streaming: the training split read as it streams; the validation split's first rows held in memory."""
+    from .training.stream import StreamingSpeechDataset
+
+    train_set = StreamingSpeechDataset(
+        options.dataset_name, options.train_split, processor, labels, options.language, config=options.dataset_config,
+        audio_column=options.audio_column, text_column=options.text_column, share=options.resolved_timestamp_share,
+        seed=options.seed, max_seconds=options.max_duration_in_seconds, min_seconds=options.min_duration_in_seconds,
+        max_label_length=options.max_label_length, raw=pack, cache_dir=options.cache_dir)
+    data = {"train": {"manifest": f"{options.dataset_name}[{options.train_split}]", "streaming": True}}
+    eval_set = None
+    if options.eval_split:
+        head = streamed_head(options.dataset_name, options.eval_split, options.max_eval_samples or STREAMED_EVAL_ROWS,
+                             config=options.dataset_config, audio_column=options.audio_column,
+                             cache_dir=options.cache_dir)
+        checked, reader = check_dataset(head, f"{options.dataset_name}[{options.eval_split}]", os.getcwd(),
+                                        audio_column=options.audio_column, text_column=options.text_column,
+                                        max_seconds=options.max_duration_in_seconds)
+        eval_rows, eval_report = usable_rows(checked.manifest, labels, options.language, report=checked, **limits)
+        eval_set = SpeechDataset(eval_rows, processor, labels, options.language,
+                                 timestamped_rows(eval_rows, 1.0 if options.timestamps else 0.0, options.seed),
+                                 audio_loader=reader)
+        data["validation"] = eval_report.as_dict()
+    log.info("training on the stream %s[%s]%s", options.dataset_name, options.train_split,
+             f", validating on its first {len(eval_set)} {options.eval_split} rows" if eval_set else "")
+    return train_set, eval_set, data
+
+
+def _rows(options: TrainOptions, labels: LabelMaker, manifest: str | None, split: str, max_samples: int | None,
+          limits: dict):
+    """(usable rows, their DataReport, the reader of their audio or None for files) of a manifest,
+    a save_to_disk folder, or (manifest None) the split of --dataset_name."""
+    if manifest is not None and not is_saved_dataset(manifest):
+        rows, report = usable_rows(manifest, labels, options.language, max_samples=max_samples, **limits)
+        return rows, report, None
+    checked, reader = dataset_rows(manifest or options.dataset_name, split, config=options.dataset_config,
+                                   audio_column=options.audio_column, text_column=options.text_column,
+                                   max_seconds=options.max_duration_in_seconds, cache_dir=options.cache_dir)
+    rows, report = usable_rows(checked.manifest, labels, options.language, max_samples=max_samples,
+                               report=checked, **limits)
+    return rows, report, reader
 
 
 def _finish(trainer, output, model, processor, output_dir: Path, data: dict, validated: bool) -> TrainResult:

@@ -12,9 +12,12 @@ DESCRIPTION = ("Fine-tune Whisper with LoRA adapters on a JSON/JSONL manifest of
                "Writes the adapter, processor, configs, metrics and TensorBoard logs to --output_dir.")
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser, datasets: bool = False) -> None:
     """Every TrainOptions field as a flag, in the groups --help shows. One add_argument per flag, so
-    longer than most functions: a flat list is the easiest to read against TrainOptions."""
+    longer than most functions: a flat list is the easiest to read against TrainOptions.
+
+    datasets=True (`whisper-lora train`) adds the Hugging Face dataset flags, with which
+    --train_file is optional; whisper_lora_finetune.py keeps the original README's flags."""
     d = TrainOptions.__dataclass_fields__  # defaults come from the dataclass: one source of truth
 
     def default(name):
@@ -27,7 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache_dir", help="where hub downloads and converted models are kept")
 
     g = p.add_argument_group("data")
-    g.add_argument("--train_file", required=True, help="training manifest (.json list or .jsonl): audio_path, text")
+    g.add_argument("--train_file", required=not datasets,
+                   help="training manifest (.json list or .jsonl): audio_path, text"
+                        + (", or a Hugging Face dataset folder written by save_to_disk" if datasets else ""))
     g.add_argument("--validation_file", help="validation manifest: loss and WER/CER every --eval_steps")
     g.add_argument("--max_train_samples", type=int, help="use at most this many training rows")
     g.add_argument("--max_eval_samples", type=int, help="use at most this many validation rows")
@@ -48,6 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--strict", action="store_true", help="fail on any bad row instead of dropping it")
     g.add_argument("--num_workers", type=int,
                    help="processes that decode audio while training (default: 0 on CPU, up to 8 with a GPU)")
+
+    if datasets:
+        add_dataset_arguments(p)
 
     g = p.add_argument_group("LoRA")
     g.add_argument("--lora_r", type=int, default=default("lora_r"),
@@ -110,6 +118,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--run_name", help="run name in W&B and TensorBoard")
 
 
+def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Hugging Face datasets (instead of --train_file)")
+    g.add_argument("--dataset_name", metavar="NAME",
+                   help="a dataset for load_dataset: hub id (online, or from its cache offline), a local folder "
+                        "of data files, or a save_to_disk folder")
+    g.add_argument("--dataset_config", metavar="C", help="the dataset's configuration (Common Voice: the language)")
+    g.add_argument("--train_split", default="train", help="split to train on (default: %(default)s)")
+    g.add_argument("--eval_split", help="split to validate on (e.g. validation, test); default: none")
+    g.add_argument("--audio_column", default="audio", help="audio column (default: %(default)s)")
+    g.add_argument("--text_column", help="transcript column (default: the first of text, sentence, transcript, "
+                                         "transcription, normalized_text the dataset has)")
+    g.add_argument("--streaming", action="store_true",
+                   help="stream the dataset instead of downloading it whole (needs --max_steps)")
+
+
 def options_from_args(args: argparse.Namespace) -> TrainOptions:
     """TrainOptions from parsed flags; raises OptionsError on a bad value."""
     names = TrainOptions.__dataclass_fields__
@@ -120,7 +143,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
 
 def add_parser(subparsers):
     p = subparsers.add_parser("train", help="fine-tune Whisper with LoRA", description=DESCRIPTION)
-    add_arguments(p)
+    add_arguments(p, datasets=True)
     p.set_defaults(func=run)
 
 

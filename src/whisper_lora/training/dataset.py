@@ -18,7 +18,7 @@ import numpy as np
 from .. import audio
 from ..errors import ManifestError, OptionsError
 from ..manifest import Row
-from ..validation import format_report, validate_manifest
+from ..validation import ValidationReport, format_report, validate_manifest
 from ..tokens import IGNORE_INDEX
 from .labels import LabelMaker, own_segments, row_language
 
@@ -41,8 +41,11 @@ class SpeechDataset:
 
     def __init__(self, rows: list[Row], processor, labels: LabelMaker, language: str | None,
                  timestamped: frozenset[int] = frozenset(), join: bool = False, seed: int = 0,
-                 max_label_length: int = 448, raw: bool = False):
+                 max_label_length: int = 448, raw: bool = False,
+                 audio_loader: Callable[[Row], np.ndarray] | None = None):
         self.rows = rows
+        # Row -> 16 kHz samples: a file's (load_row_audio), or a dataset's own bytes (hf_data.DatasetAudio).
+        self.load = audio_loader or load_row_audio
         self.feature_extractor = processor.feature_extractor
         self.label_maker = labels
         self.languages = [row_language(r, language, labels.tokens.multilingual) for r in rows]
@@ -60,7 +63,7 @@ class SpeechDataset:
 
     def __getitem__(self, i: int) -> dict:
         row, language = self.rows[i], self.languages[i]
-        samples = audio.load_audio(row.audio_path)
+        samples = self.load(row)
         if i not in self.timestamped:
             return self._item(i, samples, language, row.text)
         if self.raw:  # packed with other clips later, one segment per utterance
@@ -70,7 +73,7 @@ class SpeechDataset:
         if self.join:
             others = [j for j in self._same_language[language] if j != i]
             for j in rng.sample(others, min(rng.randint(0, MAX_JOINED - 1), len(others))):
-                parts.append((audio.load_audio(self.rows[j].audio_path), self.rows[j]))
+                parts.append((self.load(self.rows[j]), self.rows[j]))
             rng.shuffle(parts)
         while True:
             joined, segments = _join(parts, rng)
@@ -91,6 +94,10 @@ class SpeechDataset:
                                           return_tensors="np").input_features[0]
         # index: the same i always gives the same item, so the trainer may cache its encoder output
         return {"input_features": features, "labels": labels, "language": language, "index": i}
+
+
+def load_row_audio(row: Row) -> np.ndarray:
+    return audio.load_audio(row.audio_path)
 
 
 MAX_JOINED = 3  # utterances in one joined timestamped training item
@@ -180,13 +187,16 @@ class DataReport:
 
 def usable_rows(manifest: str, labels: LabelMaker, language: str | None, *, max_seconds: float,
                 min_seconds: float = 0.0, max_label_length: int = 448, max_samples: int | None = None,
-                strict: bool = False) -> tuple[list[Row], DataReport]:
+                strict: bool = False, report: ValidationReport | None = None) -> tuple[list[Row], DataReport]:
     """The rows of `manifest` training can use, and a report of the others.
 
     Dropped: rows manifest validation rejects (missing or undecodable audio, empty text, longer
     than max_seconds, duplicates, ...), clips shorter than min_seconds, labels longer than
-    max_label_length. strict: any such row raises ManifestError. No row left raises too."""
-    report = validate_manifest(manifest, max_seconds=max_seconds, decode=True)
+    max_label_length. strict: any such row raises ManifestError. No row left raises too.
+    report: rows already checked elsewhere (a Hugging Face dataset: hf_data.dataset_rows), named
+    `manifest` in messages; None: the manifest file is read and validated here."""
+    if report is None:
+        report = validate_manifest(manifest, max_seconds=max_seconds, decode=True)
     if report.file_error:
         raise ManifestError(report.file_error)
     dropped = [(p.number, p.reason) for p in report.errors]
@@ -196,12 +206,19 @@ def usable_rows(manifest: str, labels: LabelMaker, language: str | None, *, max_
         raise OptionsError(f"{manifest}: rows {_numbers(unnamed)} have no \"language\" and --language is not "
                            "given; a multilingual model needs the language of its training targets")
     kept = []
+    lengths: dict[tuple, int] = {}  # (text, language) -> label length: large manifests repeat texts
     for row in report.good_rows:
         if row.duration is not None and row.duration < min_seconds:
             dropped.append((row.number, f"audio is {row.duration:.2f} s long, under --min_duration_in_seconds "
                                         f"{min_seconds:g}"))
             continue
-        length = labels.longest_labels(row, row_language(row, language, multilingual))
+        lang = row_language(row, language, multilingual)
+        key = (row.text, lang) if row.segments is None else None
+        length = lengths.get(key) if key else None
+        if length is None:
+            length = labels.longest_labels(row, lang)
+            if key:
+                lengths[key] = length
         if length > max_label_length:
             dropped.append((row.number, f"label is {length} tokens long, over --max_label_length "
                                         f"{max_label_length} (the decoder holds 448): shorten the text "

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..audio import CHUNK_LENGTH
 from ..errors import OptionsError
+from ..hf_data import is_saved_dataset
 from ..languages import language_code
 from ..run_files import TRAINER_STATE
 
@@ -41,8 +42,9 @@ class TrainOptions:
     # Base model: hub id (openai/whisper-small), local HF folder, faster-whisper folder, .pt
     # checkpoint or bundled:tiny.en / bundled:base (see models.load_model).
     model_name_or_path: str
-    # Training manifest: JSON list [{"audio_path", "text"[, "language"][, "segments"]}] or JSON Lines.
-    train_file: str
+    # Training manifest: JSON list [{"audio_path", "text"[, "language"][, "segments"]}] or JSON Lines,
+    # or a folder written by a Hugging Face dataset's save_to_disk. None: dataset_name is given.
+    train_file: str | None
     # Where the adapter, processor, configs, metrics, checkpoints and TensorBoard runs/ go.
     output_dir: str
     # Hub downloads and converted models go here (default: the HF cache and ~/.cache/whisper-lora).
@@ -75,6 +77,17 @@ class TrainOptions:
     # Processes decoding audio and computing features while the model trains (0: in the main
     # process). None: 0 on a CPU (its cores are busy training), up to 8 with a GPU.
     num_workers: int | None = None
+    # A Hugging Face dataset instead of --train_file: a hub name (the hub when online, its cache
+    # otherwise), a local folder of data files for load_dataset, or a save_to_disk folder.
+    dataset_name: str | None = None
+    dataset_config: str | None = None  # the dataset's configuration (Common Voice: the language, "en")
+    train_split: str = "train"  # split of dataset_name (or of a saved DatasetDict) to train on
+    eval_split: str | None = None  # split to validate on; None: none, unless --validation_file
+    audio_column: str = "audio"  # the dataset's audio column (an Audio feature or paths)
+    text_column: str | None = None  # None: the first of text, sentence, transcript, ... the dataset has
+    # Read dataset_name as a stream instead of downloading it whole (sets too big for the disk):
+    # rows are checked as they arrive and bad ones skipped with a count; needs --max_steps.
+    streaming: bool = False
 
     # --- LoRA --------------------------------------------------------------------------------
     lora_r: int = 32  # rank of each adapter matrix pair; larger: more capacity and parameters
@@ -147,9 +160,24 @@ class TrainOptions:
                 raise OptionsError(message)
 
         need(self.model_name_or_path, "--model_name_or_path is required")
-        need(Path(self.train_file).is_file(), f"--train_file {self.train_file}: no such file")
-        need(self.validation_file is None or Path(self.validation_file).is_file(),
-             f"--validation_file {self.validation_file}: no such file")
+        need(self.train_file or self.dataset_name,
+             "give --train_file (a manifest or a save_to_disk folder) or --dataset_name (a Hugging Face dataset)")
+        need(not (self.train_file and self.dataset_name), "--train_file and --dataset_name both given: choose one")
+        need(self.train_file is None or Path(self.train_file).is_file() or is_saved_dataset(self.train_file),
+             f"--train_file {self.train_file}: no such file (or folder written by save_to_disk)")
+        need(self.validation_file is None or Path(self.validation_file).is_file()
+             or is_saved_dataset(self.validation_file),
+             f"--validation_file {self.validation_file}: no such file (or folder written by save_to_disk)")
+        need(self.eval_split is None or self.dataset_name or is_saved_dataset(self.train_file),
+             f"--eval_split {self.eval_split} goes with --dataset_name or a saved dataset; for a manifest give "
+             "--validation_file")
+        need(not (self.eval_split and self.validation_file),
+             "--eval_split and --validation_file both given: choose one validation set")
+        need(not self.streaming or self.dataset_name, "--streaming goes with --dataset_name")
+        need(not (self.streaming and self.freeze_encoder),
+             "--streaming with --freeze_encoder: the encoder cache needs each clip's place in a list; leave one out")
+        need(not self.streaming or self.max_steps > 0,
+             "--streaming: a stream has no length, so epochs cannot be counted: give --max_steps")
         need(self.task in TASKS, f"--task {self.task!r}: use transcribe or translate")
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
@@ -194,7 +222,7 @@ class TrainOptions:
         need(self.save_steps >= 1, f"--save_steps {self.save_steps}: must be at least 1")
         need(self.eval_steps is None or self.eval_steps >= 1, f"--eval_steps {self.eval_steps}: must be at least 1")
         # The best adapter is a saved checkpoint, so saving must happen at evaluation steps.
-        need(self.validation_file is None or self.save_steps % self.resolved_eval_steps == 0,
+        need(not self.has_validation or self.save_steps % self.resolved_eval_steps == 0,
              f"--save_steps {self.save_steps} must be a multiple of --eval_steps {self.resolved_eval_steps}: "
              "the best adapter is kept from the checkpoints saved at evaluation steps")
         need(self.save_total_limit is None or self.save_total_limit >= 1,
@@ -216,6 +244,10 @@ class TrainOptions:
                                "in --output_dir")
 
     # --- derived values ------------------------------------------------------------------------
+    @property
+    def has_validation(self) -> bool:
+        return bool(self.validation_file or (self.eval_split and (self.dataset_name or self.train_file)))
+
     @property
     def resolved_eval_steps(self) -> int:
         return self.eval_steps if self.eval_steps is not None else self.save_steps
