@@ -167,7 +167,7 @@ def _row_cases(data):
         ({"audio_filepath": "audio/two.wav", "text": "x"}, "found 'audio_filepath': rename it to 'audio_path'"),
         ({"audio_path": "", "text": "x"}, "audio_path must be a non-empty string"),
         (["audio/two.wav", "x"], "row is a JSON list, not an object"),
-        ({"audio_path": "./audio/../audio/one.wav", "text": ONE}, "duplicate of row 1 (same audio and text)"),
+        ({"audio_path": "./audio/../audio/one.wav", "text": ONE}, None),  # a repeat: oversampling, a warning
         ({"audio_path": "audio/one.wav", "text": "other"}, "same audio as row 1 but a different text"),
         ({"audio_path": "audio/two.wav", "text": TWO, "language": "zh-CN"}, "unknown language 'zh-CN' (use 'zh')"),
         ({"audio_path": "audio/two.wav", "text": TWO, "segments": [{"start": 0, "end": 99, "text": "x"}]},
@@ -188,13 +188,16 @@ def test_validate_lists_every_bad_row_with_its_number(data):
     assert {p.number for p in report.errors} == set(expected)
     for problem in report.errors:
         assert expected[problem.number] in problem.reason, problem
-    assert [r.number for r in report.good_rows] == [1, len(cases)]
+    repeat = next(n for n, (entry, _) in enumerate(cases, start=1)
+                  if isinstance(entry, dict) and entry.get("audio_path", "").startswith("./audio/../"))
+    assert [r.number for r in report.good_rows] == [1, repeat, len(cases)]
+    assert any("1 rows repeat an earlier row's audio and text" in p.reason and p.warning for p in report.problems)
     assert report.rows == len(cases) and not report.ok
     # every problem printed with its row number, then the summary
     text = format_report(report)
     for number in expected:
         assert f"\n  row {number} " in text or f"\n  row {number}:" in text
-    assert f"{len(cases)} rows, 2 valid, {len(expected)} with errors" in text.splitlines()[-1]
+    assert f"{len(cases)} rows, 3 valid, {len(expected)} with errors" in text.splitlines()[-1]
 
 
 def test_validate_json_lines_reports_unparsable_lines_and_key_warnings(data):

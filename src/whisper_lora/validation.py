@@ -252,9 +252,12 @@ def format_summary(report: ValidationReport) -> str:
 
 
 def _drop_duplicates(rows: list[Row], problems: list[Problem]) -> list[Row]:
-    """The first row for each audio file; later ones become errors (a repeat, or a conflict)."""
+    """Rows whose audio file has one transcript. A row repeating an earlier row's audio and text is
+    kept (repeating rows is how a manifest oversamples a clip) and counted in one warning; a row
+    giving an earlier row's audio another text is an error: which transcript is right is the
+    user's to say."""
     first: dict[str, Row] = {}
-    kept = []
+    kept, repeats = [], []
     for row in rows:
         # A dataset's rows hold their own audio bytes: two rows are never the same file.
         key = row.audio_path if row.audio_index is None else (row.audio_path, row.audio_index)
@@ -263,11 +266,16 @@ def _drop_duplicates(rows: list[Row], problems: list[Problem]) -> list[Row]:
             first[key] = row
             kept.append(row)
         elif seen.text == row.text:
-            problems.append(Problem(row.number, row.audio_path, f"duplicate of row {seen.number} "
-                                                                "(same audio and text)"))
+            kept.append(row)
+            repeats.append((row, seen))
         else:
             problems.append(Problem(row.number, row.audio_path, f"same audio as row {seen.number} but a "
                                                                 "different text: keep one transcript"))
+    if repeats:
+        row, seen = repeats[0]
+        problems.append(Problem(row.number, row.audio_path, f"{len(repeats)} rows repeat an earlier row's audio and text (first: row "
+                                            f"{row.number} repeats row {seen.number}); they are trained on again, "
+                                            "as oversampling", warning=True))
     return kept
 
 
