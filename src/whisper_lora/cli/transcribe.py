@@ -16,7 +16,8 @@ from ..decoding.writers import FORMATS
 def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
     """The original README's inference flags; extended adds the whisper-lora extras
     (positional files, --model alias, --fp32, --cache_dir, --compute_type, --no_pack, --long_form,
-    --word_timestamps, --initial_prompt, --hotwords, --vad, --quiet)."""
+    --word_timestamps, --initial_prompt, --hotwords, --vad, --resume, --quiet). Both run sharded
+    under torchrun / accelerate launch (shards.py): that needs no flag."""
     names = ["--model_path", "--model"] if extended else ["--model_path"]
     p.add_argument(*names, dest="model_path", required=True, metavar="SPEC",
                    help="a training output folder (base model + LoRA adapter), a merged or Hugging Face model "
@@ -73,6 +74,9 @@ def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
         p.add_argument("--vad", action="store_true",
                        help="voice activity detection (Silero VAD, bundled): decode only where there is speech, so "
                             "long silences, music and noise cost nothing and invent no text")
+        p.add_argument("--resume", action="store_true",
+                       help="keep each finished file in OUTPUT_FILE.parts/ as it is done, and skip those a killed "
+                            "run left there (with torchrun too); needs --output_file")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(precision="auto")
 
@@ -87,7 +91,8 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from ..transcribe import TranscribeOptions, read_audio_list, transcribe
+    from ..shards import run_transcription
+    from ..transcribe import TranscribeOptions, read_audio_list
 
     _quiet_transformers()
     options = TranscribeOptions(
@@ -100,8 +105,11 @@ def run(args) -> int:
     paths = list(getattr(args, "files", None) or []) + list(args.audio_path or [])
     if args.audio_list:
         paths += read_audio_list(args.audio_list)
-    summary = transcribe(args.model_path, paths, options, output_file=args.output_file,
-                         output_format=args.output_format, progress=not getattr(args, "quiet", False))
+    summary = run_transcription(args.model_path, paths, options, output_file=args.output_file,
+                                output_format=args.output_format, resume=getattr(args, "resume", False),
+                                progress=not getattr(args, "quiet", False))
+    if summary is None:
+        return 0  # a rank other than 0 under torchrun: rank 0 reports for the job
     print(summary.describe(), file=sys.stderr)
     return 1 if summary.failed else 0
 

@@ -5,7 +5,7 @@ so the evaluate command and the benchmarks never see backend-specific objects.""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from ..languages import joins_without_space
 from ..tokens import TIME_PRECISION
@@ -41,6 +41,14 @@ class FileResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FileResult":
+        """to_dict() read back (keys it does not know are left out)."""
+        kwargs = {k: v for k, v in data.items() if k in {f.name for f in fields(cls)}}
+        kwargs["segments"] = [Segment(s["start"], s["end"], s["text"], tuple(Word(**w) for w in s.get("words", ())))
+                              for s in data.get("segments", [])]
+        return cls(**kwargs)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict; times rounded to milliseconds."""
