@@ -21,7 +21,7 @@ from ..devices import pick_device
 from ..errors import ModelLoadError, OptionsError
 from .backend import Backend
 from .guards import verdict
-from .options import TranscribeOptions
+from .options import FALLBACK_SEED, TranscribeOptions
 from . import words
 from .results import Decoded, Segment, Word, clamped, timed_pieces
 
@@ -174,7 +174,10 @@ class CT2Backend(Backend):
     def _sequential(self, audio: np.ndarray, language: str | None, probability: float | None) -> Decoded:
         """faster-whisper's WhisperModel.transcribe: openai-whisper's algorithm, fallback included.
         language None: detected by faster-whisper (on the first 30 s) and reported."""
+        import ctranslate2
+
         opts = self.options
+        ctranslate2.set_random_seed(FALLBACK_SEED)  # the fallback's sampling, the same in every run
         segments, info = self.model.transcribe(
             audio, language=language, task=opts.task, beam_size=opts.beam_size, best_of=1,
             temperature=list(opts.temperatures), compression_ratio_threshold=opts.compression_ratio_threshold,

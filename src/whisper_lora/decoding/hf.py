@@ -41,7 +41,7 @@ from .hf_logits import Suppress, TokenLogprobs, quiet_generate_warnings
 from .int8_head import Int8Head, build_int8_head
 from ..devices import pick_device
 from .results import Decoded, Segment, clamped, moved, timed_pieces
-from .options import TranscribeOptions
+from .options import FALLBACK_SEED, TranscribeOptions
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,16 @@ class HFBackend(Backend):
         finally:
             self.whisper.proj_out = previous
 
+    @contextlib.contextmanager
+    def _seeded(self):
+        """The fallback samples at temperatures above 0: seeded, so the same batch gives the same
+        text in every run (it depended on whatever the process had drawn before), and without
+        touching the caller's random state (training's, for one)."""
+        devices = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(FALLBACK_SEED)
+            yield
+
     def _int8_head(self):
         if not self._int8:
             return None
@@ -227,8 +237,10 @@ class HFBackend(Backend):
         failed = [i for i, bad in enumerate(trouble) if bad]
         if retry and failed and len(opts.temperatures) > 1:
             log.debug("temperature fallback for %d of %d files", len(failed), len(audios))
-            redone = self._generate_with_fallback([audios[i] for i in failed], [langs[i][0] for i in failed],
-                                                  temperatures=opts.temperatures[1:], long=False, timestamps=timestamps)
+            with self._seeded():
+                redone = self._generate_with_fallback([audios[i] for i in failed], [langs[i][0] for i in failed],
+                                                      temperatures=opts.temperatures[1:], long=False,
+                                                      timestamps=timestamps)
             for i, segs in zip(failed, redone):
                 pieces_i = [(seg["start"], seg["end"], self._text_ids(seg["tokens"])) for seg in segs]
                 if timestamps:
@@ -352,8 +364,9 @@ class HFBackend(Backend):
         """transformers' sequential long-form decoding: 30-second windows one after another, each
         conditioned on the previous text (batched across files)."""
         durations = [len(a) / SAMPLE_RATE for a in audios]
-        segments = self._generate_with_fallback(audios, [code for code, _ in langs],
-                                                temperatures=self.options.temperatures, long=True)
+        with self._seeded():
+            segments = self._generate_with_fallback(audios, [code for code, _ in langs],
+                                                    temperatures=self.options.temperatures, long=True)
         if self.aligner is not None:
             return [Decoded(self._long_words(audio, segs, code), code, prob)
                     for audio, segs, (code, prob) in zip(audios, segments, langs)]

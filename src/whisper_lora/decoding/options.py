@@ -25,6 +25,7 @@ LONG_FORMS = ("batched", "sequential")
 # log-probability is below -1 is unreliable: both are decoded again at the next temperature.
 # A window whose <|nospeech|> probability is above 0.6 and whose text is also unreliable is silence.
 DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+FALLBACK_SEED = 0  # sampling at the fallback's temperatures starts from this seed: the same text every run
 MAX_NEW_TOKENS = 440  # the decoder's 448 positions less the longest start prompt
 
 
