@@ -62,6 +62,10 @@ class Transcriber:
     def from_spec(cls, spec: str | os.PathLike, options: TranscribeOptions | None = None) -> "Transcriber":
         options = options or TranscribeOptions()
         spec = str(spec)
+        if options.vad:  # before the model loads: a missing VAD model is found at once
+            from .decoding.vad import require
+
+            require()
         if choose_backend(spec, options.backend) == "ct2":
             from .decoding.ct2 import CT2Backend
             from .models import ct2_folder

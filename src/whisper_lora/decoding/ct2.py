@@ -22,7 +22,7 @@ from ..errors import ModelLoadError, OptionsError
 from .backend import Backend
 from .guards import verdict
 from .options import FALLBACK_SEED, TranscribeOptions
-from . import words
+from . import long_form, vad, words
 from .results import Decoded, Segment, Word, clamped, timed_pieces
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ class CT2Backend(Backend):
             temperature=list(opts.temperatures), compression_ratio_threshold=opts.compression_ratio_threshold,
             log_prob_threshold=opts.logprob_threshold, no_speech_threshold=opts.no_speech_threshold,
             condition_on_previous_text=opts.condition_on_previous_text,
-            without_timestamps=not opts.return_timestamps, vad_filter=opts.vad, max_new_tokens=opts.max_new_tokens,
+            without_timestamps=not opts.return_timestamps, vad_filter=False, max_new_tokens=opts.max_new_tokens,
             word_timestamps=opts.word_timestamps, initial_prompt=opts.initial_prompt, hotwords=opts.hotwords)
         segments = _segments(segments, len(audio) / SAMPLE_RATE)  # a generator: decoding happens here
         if language is None:
@@ -192,10 +192,21 @@ class CT2Backend(Backend):
 
     def decode_long(self, audios: list[np.ndarray]) -> list[Decoded]:
         """Audio over 30 s: VAD pieces decoded in batches by faster-whisper's batched pipeline, or
-        with long_form "sequential" faster-whisper's sequential transcribe."""
+        with long_form "sequential" faster-whisper's sequential transcribe.
+
+        With --vad, the speech is found by vad.py, whose times stay right across the stretches
+        it leaves out: faster-whisper's own mapping put segments that cross a join over the
+        whole stretch left out (a minute early, on benchmarks/vad_check.py's file). Batched, that
+        needs the language, to plan the pieces (long_form.decode_pieces) as the hf backend does."""
         opts = self.options
         if opts.long_form == "sequential":
+            if opts.vad:
+                return vad.decode_speech_only(audios, [opts.language] * len(audios), lambda speech, langs: [
+                    self._sequential(a, code, None) for a, code in zip(speech, langs)])
             return [self._sequential(audio, opts.language, None) for audio in audios]
+        if opts.vad and opts.language is not None:
+            segments = long_form.decode_pieces(audios, [opts.language] * len(audios), self.decode_batch, opts)
+            return [Decoded(segs, opts.language, None) for segs in segments]
         out = []
         for audio in audios:
             segments, info = self.pipeline.transcribe(

@@ -33,7 +33,7 @@ import torch
 from transformers import LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutput
 
-from . import long_form, words
+from . import long_form, vad, words
 from ..audio import N_SAMPLES, SAMPLE_RATE
 from .backend import Backend
 from .guards import verdict
@@ -345,6 +345,8 @@ class HFBackend(Backend):
         """Audio over 30 s: pieces cut at pauses, decoded in batches (or sequentially; see the module)."""
         langs = self._file_languages(audios)
         if self.options.long_form == "sequential":
+            if self.options.vad:  # the speech only, put back on each file's timeline (vad.py)
+                return vad.decode_speech_only(audios, langs, self._decode_sequential)
             return self._decode_sequential(audios, langs)
         segments = long_form.decode_pieces(audios, [code for code, _ in langs], self.decode_batch, self.options)
         return [Decoded(segs, code, prob) for segs, (code, prob) in zip(segments, langs)]

@@ -7,6 +7,10 @@ own can go through the model together in a batch, which keeps a CPU or GPU busie
 word would garble it in both pieces, so each cut goes where the audio is quietest (a pause)
 within the last few seconds before the 30-second limit.
 
+With --vad (options.vad) the pieces come from the speech regions Silero VAD finds (vad_pieces):
+each piece is a stretch of the file from the start of a region to the end of a later one, so no
+time has to be mapped back, and the music, noise or silence between pieces is never decoded.
+
 The decoding itself is a backend's (Backend.decode_batch); this module only plans it. The
 transformers backend decodes long audio this way; the CTranslate2 backend leaves it to
 faster-whisper's batched pipeline, which cuts with Silero VAD instead.
@@ -19,7 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import packing
+from . import packing, vad
 from ..audio import CHUNK_LENGTH, SAMPLE_RATE
 from .guards import is_quiet
 from .options import TranscribeOptions
@@ -69,16 +73,44 @@ def cut_at_pauses(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, max_seconds
     return pieces
 
 
+def vad_pieces(audio: np.ndarray, regions: list[tuple[int, int]],
+               max_seconds: float = MAX_SECONDS) -> list[tuple[int, int]]:
+    """(start_sample, end_sample) pieces of at most max_seconds that hold the speech regions
+    (vad.speech_regions: in order, not overlapping) and nothing between pieces.
+
+    Consecutive regions share a piece while the stretch from the first one's start to the last
+    one's end fits max_seconds: a piece is that contiguous stretch of the file, what lies between
+    its regions included, so its segments need only the piece's start added. (Whisper wrote
+    nothing over the 6-s and 12-s stretches of music and noise inside two pieces of
+    benchmarks/vad_check.py, so a piece is not split at such gaps: each split costs a window.)
+    A region longer than max_seconds alone is cut inside it at its pauses (cut_at_pauses)."""
+    limit = int(max_seconds * SAMPLE_RATE)
+    pieces: list[tuple[int, int]] = []
+    growing = False  # the last piece may take in the next region
+    for a, b in regions:
+        if b - a > limit:
+            pieces += [(a + x, a + y) for x, y in cut_at_pauses(audio[a:b], max_seconds=max_seconds)]
+            growing = False
+        elif growing and b - pieces[-1][0] <= limit:
+            pieces[-1] = (pieces[-1][0], b)
+        else:
+            pieces.append((a, b))
+            growing = True
+    return pieces
+
+
 def decode_pieces(audios: list[np.ndarray], languages: list[str], decode_batch,
                   options: TranscribeOptions) -> list[list[Segment]]:
-    """Each file's segments, in time order on its own timeline: its pieces (cut_at_pauses) that are
-    not quiet, decoded batch_size at a time across files with timestamps and the file's language,
-    then the sentences Whisper left out at the ends of pieces (undecoded_tail, decode_tails).
+    """Each file's segments, in time order on its own timeline: its pieces (cut_at_pauses, or with
+    options.vad vad_pieces) that are not quiet, decoded batch_size at a time across files with
+    timestamps and the file's language, then the sentences Whisper left out at the ends of pieces
+    (undecoded_tail, decode_tails).
 
     decode_batch is a backend's (Backend.decode_batch); languages: one code per file."""
     pieces = []  # (file, first sample, audio) of every piece with sound in it, in file and time order
     for f, audio in enumerate(audios):
-        for a, b in cut_at_pauses(audio):
+        spans = vad_pieces(audio, vad.speech_regions(audio)) if options.vad else cut_at_pauses(audio)
+        for a, b in spans:
             if not is_quiet(audio[a:b], options):
                 pieces.append((f, a, audio[a:b]))
     segments: list[list[Segment]] = [[] for _ in audios]

@@ -24,6 +24,7 @@ from itertools import combinations
 import numpy as np
 
 from ..audio import CHUNK_LENGTH, SAMPLE_RATE
+from . import vad
 from .guards import is_quiet
 from ..languages import CJK
 from .results import Decoded, Segment, moved
@@ -160,12 +161,13 @@ def _same_words(a: str, b: str) -> bool:
 
 def decode_short(audios: list[np.ndarray], decode_batch, options, packing: bool) -> list[Decoded]:
     """Backend.decode_short: short audio in batches of batch_size, or packed into windows when
-    `packing` (Backend.packing); decode_batch as for decode_packed. Quiet audio (guards.is_quiet)
-    is not decoded at all: its text is empty, as when transcribe reads a quiet file."""
+    `packing` (Backend.packing); decode_batch as for decode_packed. Quiet audio (guards.is_quiet),
+    and with options.vad audio where Silero VAD hears no speech (music, noise), is not decoded at
+    all: its text is empty, as when transcribe reads a quiet file. Audio with speech decodes whole."""
     results: list[Decoded | None] = [None] * len(audios)
     todo = []
     for i, audio in enumerate(audios):
-        if is_quiet(audio, options):
+        if is_quiet(audio, options) or (options.vad and not vad.has_speech(audio)):
             results[i] = Decoded([], options.language, None)
         else:
             todo.append(i)
