@@ -1,10 +1,11 @@
-"""Export a model for faster-whisper: CTranslate2's own converter on a merged HF model folder.
+"""Export a model for another runtime: CTranslate2 (faster-whisper) or ggml (whisper.cpp).
 
 A training output folder is merged first (merge.py); any other spec load_model understands is
 resolved to a local HF folder (bundled, .pt and CTranslate2 models are converted to HF on the
 way). The CTranslate2 converter writes model.bin, config.json (suppressed tokens, language ids,
 alignment heads, read from the generation config) and vocabulary.json; faster-whisper also wants
 tokenizer.json (its tokenizer) and preprocessor_config.json (mel bins), so both are copied in.
+`--format ggml` writes one file, tokenizer and mel filters included (export_ggml.py).
 
 Checked with ctranslate2 4.8.5 and transformers 5.23: TransformersConverter loads a local
 v5-saved Whisper folder as it is (it passes `dtype=`, the v5 name), so no workaround is needed.
@@ -20,49 +21,76 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelLoadError, OptionsError, WhisperLoraError
+from .export_ggml import QUANTIZATIONS as GGML_QUANTIZATIONS
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("ct2",)
+FORMATS = ("ct2", "ggml")
 # CTranslate2 weight types; faster-whisper converts at load time when the device needs another
 # (e.g. float16 weights run as float32 on a CPU without fast half precision).
 QUANTIZATIONS = ("float32", "float16", "bfloat16", "int8", "int8_float16", "int8_float32",
                  "int8_bfloat16", "int16")
+# The values --quantization takes for each format. ggml spells its types as whisper.cpp does
+# (f16, not float16): q8_0 and q5_0 are its 8- and 5-bit block formats.
+FORMAT_QUANTIZATIONS = {"ct2": QUANTIZATIONS, "ggml": GGML_QUANTIZATIONS}
+# Half precision by default: half the size of float32 at no measurable accuracy cost.
+DEFAULT_QUANTIZATION = {"ct2": "float16", "ggml": "f16"}
 FASTER_WHISPER_FILES = ("tokenizer.json", "preprocessor_config.json")
 
 
 @dataclass(frozen=True)
 class ExportOptions:
     model_path: str  # training output folder, merged model folder, or any model spec (bundled:tiny.en, ...)
-    output_dir: str | None = None  # default: <model_path>-ct2-<quantization> beside a folder, else ./
-    format: str = "ct2"  # only CTranslate2 (faster-whisper) for now
-    quantization: str = "float16"  # weight type written; float16 halves the size at no accuracy cost
+    # ct2: the folder to create, default <model_path>-ct2-<quantization>; ggml: the folder that gets
+    # ggml-model-<quantization>.bin, default <model_path>-ggml (beside a folder spec, else in ./)
+    output_dir: str | None = None
+    format: str = "ct2"  # ct2: CTranslate2 for faster-whisper; ggml: one file for whisper.cpp
+    # Weight type written, one of FORMAT_QUANTIZATIONS[format]; None: DEFAULT_QUANTIZATION[format]
+    quantization: str | None = None
     cache_dir: str | None = None  # hub downloads and converted base models
     overwrite: bool = False  # replace output_dir when it already exists
 
     def __post_init__(self):
         if self.format not in FORMATS:
             raise OptionsError(f"--format {self.format}: supported formats are {', '.join(FORMATS)}")
-        if self.quantization not in QUANTIZATIONS:
-            raise OptionsError(f"--quantization {self.quantization}: choose one of {', '.join(QUANTIZATIONS)}")
-        out = Path(self.target())
-        if out.exists() and not self.overwrite and (not out.is_dir() or any(out.iterdir())):
+        allowed = FORMAT_QUANTIZATIONS[self.format]
+        if self.quantization is None:
+            object.__setattr__(self, "quantization", DEFAULT_QUANTIZATION[self.format])
+        elif self.quantization not in allowed:
+            other = [f for f, values in FORMAT_QUANTIZATIONS.items() if self.quantization in values]
+            hint = f" ({self.quantization} is a --format {other[0]} value)" if other else ""
+            raise OptionsError(f"--quantization {self.quantization}: --format {self.format} takes "
+                               f"{', '.join(allowed)}{hint}")
+        out = self.target()
+        if self.format == "ggml":
+            if out.parent.exists() and not out.parent.is_dir():
+                raise OptionsError(f"--output_dir {out.parent} is a file; --format ggml needs a folder to write "
+                                   f"{out.name} into")
+            if out.exists() and not self.overwrite:
+                raise OptionsError(f"{out} already exists; choose another --output_dir or pass --overwrite")
+        elif out.exists() and not self.overwrite and (not out.is_dir() or any(out.iterdir())):
             raise OptionsError(f"--output_dir {out} already exists and is not empty; choose another folder "
                                "or pass --overwrite")
 
     def target(self) -> Path:
+        """What export writes: the ct2 folder, or the ggml file."""
         if self.output_dir:
-            return Path(self.output_dir)
-        source = Path(self.model_path)
-        name = source.name if source.exists() else self.model_path.replace(":", "-").replace("/", "-")
-        parent = source.resolve().parent if source.exists() else Path.cwd()
-        return parent / f"{name}-{self.format}-{self.quantization}"
+            folder = Path(self.output_dir)
+        else:
+            source = Path(self.model_path)
+            name = source.name if source.exists() else self.model_path.replace(":", "-").replace("/", "-")
+            parent = source.resolve().parent if source.exists() else Path.cwd()
+            suffix = "ggml" if self.format == "ggml" else f"{self.format}-{self.quantization}"
+            folder = parent / f"{name}-{suffix}"
+        return folder / f"ggml-model-{self.quantization}.bin" if self.format == "ggml" else folder
 
 
 def export(options: ExportOptions) -> Path:
-    """Convert options.model_path for faster-whisper; return the output folder (written atomically)."""
+    """Convert options.model_path; return the ct2 folder or the ggml file (written atomically)."""
     from .fileio import replace_folder
 
+    if options.format == "ggml":
+        return _export_ggml(options)
     out = options.target().resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -74,6 +102,21 @@ def export(options: ExportOptions) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log.info("CTranslate2 model (%s) written to %s", options.quantization, out)
+    return out
+
+
+def _export_ggml(options: ExportOptions) -> Path:
+    """The model (merged first when it is an adapter folder) as one whisper.cpp ggml file."""
+    from .export_ggml import write_ggml
+    from .merge import merged_model
+    from .models import is_adapter_folder, load_model
+
+    if is_adapter_folder(options.model_path):
+        model, processor = merged_model(options.model_path, options.cache_dir)
+    else:
+        model, processor = load_model(options.model_path, cache_dir=options.cache_dir)
+    out = write_ggml(model, processor, options.target().resolve(), options.quantization)
+    log.info("whisper.cpp ggml model (%s) written to %s", options.quantization, out)
     return out
 
 

@@ -20,6 +20,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
+    # mkstemp makes the file owner-only; what is written here (transcripts, models) is the
+    # user's to share, so it gets the permissions a plain open() would give it.
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -79,3 +82,9 @@ def build_once(target: Path, build: Callable[[Path], None], done_file: str) -> P
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask

@@ -6,8 +6,10 @@ save/load) is the real one, and a training step takes milliseconds."""
 from __future__ import annotations
 
 
-def tiny_random_model(multilingual: bool = False, seed: int = 0, d_model: int = 64, layers: int = 2):
-    """Return (model, processor): 2+2 layers, d_model 64, real vocabulary of tiny.en or base."""
+def tiny_random_model(multilingual: bool = False, seed: int = 0, d_model: int = 64, layers: int = 2,
+                      num_mel_bins: int | None = None):
+    """Return (model, processor): 2+2 layers, d_model 64, real vocabulary of tiny.en or base.
+    num_mel_bins=128 gives large-v3's input (its feature extractor too); None: the real model's 80."""
     import torch
     from transformers import WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor
 
@@ -16,8 +18,13 @@ def tiny_random_model(multilingual: bool = False, seed: int = 0, d_model: int = 
     real = resolve_hf_folder("bundled:base" if multilingual else "bundled:tiny.en")
     processor = WhisperProcessor.from_pretrained(real)
     big = WhisperConfig.from_pretrained(real)
+    n_mels = num_mel_bins or big.num_mel_bins
+    if n_mels != processor.feature_extractor.feature_size:
+        from transformers import WhisperFeatureExtractor
+
+        processor.feature_extractor = WhisperFeatureExtractor(feature_size=n_mels)
     config = WhisperConfig(
-        vocab_size=big.vocab_size, num_mel_bins=big.num_mel_bins, d_model=d_model,
+        vocab_size=big.vocab_size, num_mel_bins=n_mels, d_model=d_model,
         encoder_layers=layers, decoder_layers=layers, encoder_attention_heads=4, decoder_attention_heads=4,
         encoder_ffn_dim=4 * d_model, decoder_ffn_dim=4 * d_model,
         max_source_positions=big.max_source_positions, max_target_positions=big.max_target_positions,
