@@ -23,7 +23,7 @@ from .backend import Backend
 from .guards import verdict
 from .options import FALLBACK_SEED, TranscribeOptions
 from . import long_form, vad, words
-from .results import Decoded, Segment, Word, clamped, timed_pieces
+from .results import Decoded, Segment, Word, clamped, pieces_to_segments, timed_pieces
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class CT2Backend(Backend):
             # faster-whisper's mean log-probability: the score covers the tokens plus the end token.
             avg_logprobs.append(result.scores[0] * len(tokens) / (len(tokens) + 1))
             pieces.append(timed_pieces(tokens, tokenizer.timestamp_begin, tokenizer.eot, duration))
-            segments = clamped(((a, b, tokenizer.decode(ids).strip()) for a, b, ids in pieces[-1]), duration)
+            segments = pieces_to_segments(pieces[-1], tokenizer.decode, duration)
             if not timestamps and segments:
                 segments = [Segment(0.0, duration, " ".join(s.text for s in segments))]
             decoded.append(Decoded(segments, code, prob))

@@ -40,7 +40,7 @@ from .guards import verdict
 from .hf_logits import Suppress, TokenLogprobs, quiet_generate_warnings
 from .int8_head import Int8Head, build_int8_head
 from ..devices import pick_device
-from .results import Decoded, Segment, clamped, moved, timed_pieces
+from .results import Decoded, Segment, clamped, moved, pieces_to_segments, timed_pieces
 from .options import FALLBACK_SEED, TranscribeOptions
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ class HFBackend(Backend):
             tokens = [t for t in row if t != self.eos]
             if timestamps:
                 pieces.append(timed_pieces(tokens, self.timestamp_begin, self.eos, duration))
-                segments = self._segments(pieces[-1], duration)
+                segments = pieces_to_segments(pieces[-1], self._text, duration)
             else:
                 text = self._text(tokens)
                 segments = [Segment(0.0, duration, text)] if text else []
@@ -245,14 +245,11 @@ class HFBackend(Backend):
                 pieces_i = [(seg["start"], seg["end"], self._text_ids(seg["tokens"])) for seg in segs]
                 if timestamps:
                     pieces[i] = pieces_i
-                results[i].segments = self._segments(pieces_i, durations[i])
+                results[i].segments = pieces_to_segments(pieces_i, self._text, durations[i])
             trouble = [False] * len(audios)
         if self.aligner is not None and timestamps:
             self._add_words(encoder_hidden, results, pieces, [len(a) for a in audios])
         return results, trouble
-
-    def _segments(self, pieces, duration: float) -> list[Segment]:
-        return clamped(((a, b, self._text(ids)) for a, b, ids in pieces), duration)
 
     def _text_ids(self, tokens) -> list[int]:
         """The text tokens of a transformers segment (its timestamps and special tokens dropped)."""

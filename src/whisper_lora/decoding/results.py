@@ -143,10 +143,13 @@ def timed_pieces(tokens: list[int], timestamp_begin: int, first_special: int,
     return pieces
 
 
+def pieces_to_segments(pieces: list[tuple[float, float, list[int]]], decode, duration: float) -> list[Segment]:
+    """(start, end, text token ids) -> Segments, decoded with decode(ids) -> str and clamped;
+    pieces with no text are dropped."""
+    return clamped(((a, b, decode(ids).strip()) for a, b, ids in pieces), duration)
+
+
 def split_timestamped(tokens: list[int], timestamp_begin: int, first_special: int, decode,
                       duration: float) -> list[Segment]:
-    """Whisper output -> Segments (timed_pieces, decoded with decode(ids) -> str); pieces
-    with no text are dropped."""
-    segments = [Segment(a, b, decode(ids).strip())
-                for a, b, ids in timed_pieces(tokens, timestamp_begin, first_special, duration)]
-    return [s for s in segments if s.text]
+    """Whisper output -> Segments (timed_pieces, then pieces_to_segments)."""
+    return pieces_to_segments(timed_pieces(tokens, timestamp_begin, first_special, duration), decode, duration)
