@@ -5,6 +5,8 @@ save/load) is the real one, and a training step takes milliseconds."""
 
 from __future__ import annotations
 
+import json
+
 
 def tiny_random_model(multilingual: bool = False, seed: int = 0, d_model: int = 64, layers: int = 2,
                       num_mel_bins: int | None = None):
@@ -38,3 +40,62 @@ def tiny_random_model(multilingual: bool = False, seed: int = 0, d_model: int = 
     model.generation_config.alignment_heads = [[layers - 1, h] for h in range(4)]
     model.eval()
     return model, processor
+
+
+# WhisperConfig values of openai/whisper-large-v3 and openai/whisper-large-v3-turbo (their config.json
+# on the hub): 128 mel bins, 100 languages; turbo keeps the encoder and has 4 decoder layers, not 32.
+LARGE_V3 = dict(vocab_size=51866, num_mel_bins=128, d_model=1280, encoder_layers=32, decoder_layers=32,
+                encoder_attention_heads=20, decoder_attention_heads=20, encoder_ffn_dim=5120, decoder_ffn_dim=5120,
+                max_source_positions=1500, max_target_positions=448)
+LARGE_V3_TURBO = {**LARGE_V3, "decoder_layers": 4}
+
+
+def random_model(shape: dict, seed: int = 0, **changes):
+    """(model, processor): a random-init Whisper of `shape` (a dict of WhisperConfig values such
+    as LARGE_V3) with `changes` applied (d_model=64, encoder_layers=2, ... for a tiny one), and the
+    tokenizer, feature extractor and generation config an openai checkpoint of that vocabulary and
+    mel count converts to (models/vocabulary.py; needs the offline extra)."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    from .models.openai_heads import default_alignment_heads, openai_alignment_heads
+    from .models.processor import build_processor, generation_config, token_facts
+    from .models.vocabulary import tokenizer_folder
+
+    values = {**shape, **changes}
+    with tempfile.TemporaryDirectory(prefix="whisper-vocab-") as scratch:
+        folder = tokenizer_folder(values["vocab_size"], Path(scratch))
+        ct2_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        layers, heads = values["decoder_layers"], values["decoder_attention_heads"]
+        ct2_config["alignment_heads"] = (openai_alignment_heads(values["vocab_size"], values["encoder_layers"],
+                                                                layers, values["d_model"], heads)
+                                         or default_alignment_heads(layers, heads))
+        tokens = token_facts(folder, ct2_config, vocab_size=values["vocab_size"])
+        processor = build_processor(folder, values["num_mel_bins"])
+    end = tokens["<|endoftext|>"]
+    config = WhisperConfig(**values, bos_token_id=end, eos_token_id=end, pad_token_id=end,
+                           decoder_start_token_id=tokens["<|startoftranscript|>"], tie_word_embeddings=True)
+    torch.manual_seed(seed)
+    model = WhisperForConditionalGeneration(config)
+    model.generation_config = generation_config(config, tokens)
+    model.eval()
+    return model, processor
+
+
+def save_openai_checkpoint(model, path) -> None:
+    """Write model as openai-whisper's `.pt` does: {"dims", "model_state_dict"} with openai's names
+    (the tied output projection is the token embedding there, so it is not written)."""
+    import torch
+
+    from .export_ggml import openai_name
+
+    c = model.config
+    dims = dict(n_mels=c.num_mel_bins, n_vocab=c.vocab_size, n_audio_ctx=c.max_source_positions,
+                n_audio_state=c.d_model, n_audio_head=c.encoder_attention_heads, n_audio_layer=c.encoder_layers,
+                n_text_ctx=c.max_target_positions, n_text_state=c.d_model, n_text_head=c.decoder_attention_heads,
+                n_text_layer=c.decoder_layers)
+    state = {openai_name(k): v.detach().clone() for k, v in model.state_dict().items() if k != "proj_out.weight"}
+    torch.save({"dims": dims, "model_state_dict": state}, path)

@@ -98,11 +98,12 @@ def resolve_hf_folder(spec: str, cache_dir: str | os.PathLike | None = None) -> 
     return spec  # a hub id
 
 
-def _from_pretrained(spec: str, source: str, cache_dir, dtype):
+def _from_pretrained(spec: str, source: str, cache_dir, dtype, quantization: dict | None = None):
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
     def load(**kwargs):
-        model = WhisperForConditionalGeneration.from_pretrained(source, cache_dir=cache_dir, dtype=dtype, **kwargs)
+        model = WhisperForConditionalGeneration.from_pretrained(source, cache_dir=cache_dir, dtype=dtype,
+                                                                **(quantization or {}), **kwargs)
         return model, WhisperProcessor.from_pretrained(source, cache_dir=cache_dir, **kwargs)
 
     if Path(source).is_dir():
@@ -149,16 +150,20 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def load_model(spec: str, cache_dir: str | os.PathLike | None = None, device: str | None = None,
-               dtype=None, merge: bool = False):
+               dtype=None, merge: bool = False, quantization: dict | None = None):
     """Return (model, processor) for any spec; see the module docstring.
 
     A training output folder gives a peft model (base + adapter), merged into plain Whisper
-    when merge=True. device: None keeps the CPU; "auto" picks cuda/mps/cpu."""
+    when merge=True. device: None keeps the CPU; "auto" picks cuda/mps/cpu. quantization: more
+    from_pretrained arguments that quantize the weights as they load, {"quantization_config":
+    BitsAndBytesConfig, "device_map": ...} (training/kbit.py); not for adapter folders."""
     spec = str(spec)
     if is_adapter_folder(spec):
+        if quantization:
+            raise OptionsError(f"{spec} is a training output folder: merge it first to load it quantized")
         model, processor = _load_adapter(Path(spec), cache_dir, dtype, merge)
     else:
-        model, processor = _from_pretrained(spec, resolve_hf_folder(spec, cache_dir), cache_dir, dtype)
+        model, processor = _from_pretrained(spec, resolve_hf_folder(spec, cache_dir), cache_dir, dtype, quantization)
     if device is not None:
         model.to(pick_device(device))
     model.eval()

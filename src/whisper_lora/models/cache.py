@@ -11,7 +11,7 @@ from typing import Callable
 from ..fileio import build_once
 
 # Part of every cache key: raise it when a converter's output changes, so old caches are not reused.
-CONVERTER_VERSION = 2  # 2: tokenizer has its pad/bos/eos/unk tokens (<|endoftext|>)
+CONVERTER_VERSION = 3  # 2: tokenizer has its pad/bos/eos/unk tokens (<|endoftext|>); 3: openai's alignment heads for .pt
 
 
 def default_cache_dir() -> Path:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .cache import cached_conversion, weights_key
+from .openai_heads import default_alignment_heads, openai_alignment_heads
 from .processor import assemble, build_processor, token_facts
 from ..errors import ModelLoadError
 
@@ -218,7 +219,14 @@ def convert_ct2_folder(folder: str | Path, out_dir: str | Path, model_bin: bytes
     ct2_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     tokens = token_facts(folder, ct2_config, vocab_size=w["decoder/embeddings/weight"].shape[0])
     config = model_config(w, tokens)
-    state = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in ct2_state_dict(w).items()}
+    if not tokens["alignment_heads"]:  # a config.json written without them: openai's, by the model's shape
+        n_layers, n_heads = config.decoder_layers, config.decoder_attention_heads
+        tokens["alignment_heads"] = (openai_alignment_heads(config.vocab_size, config.encoder_layers, n_layers,
+                                                            config.d_model, n_heads)
+                                     or default_alignment_heads(n_layers, n_heads))
+    # A copy of each: CTranslate2 stores equal variables once, as aliases (a random-init model's zero
+    # biases and unit norms), and tensors sharing memory are refused by save_pretrained.
+    state = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in ct2_state_dict(w).items()}
     model = assemble(config, state, tokens, folder)
     processor = build_processor(folder, config.num_mel_bins)
     out_dir.mkdir(parents=True, exist_ok=True)

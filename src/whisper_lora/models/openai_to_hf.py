@@ -1,20 +1,25 @@
 """Convert an openai-whisper `.pt` checkpoint (as `whisper.load_model` downloads) to HF.
 
 The checkpoint holds `dims` and `model_state_dict` only, no tokenizer: the tokenizer and
-suppress lists come from the bundled model of the same vocabulary (English-only or multilingual),
-and the alignment heads are openai's default for a model without its own (the upper half of the
-decoder layers, all heads)."""
+suppress lists come from the bundled model of the same vocabulary (English-only, multilingual,
+or large-v3's with Cantonese: vocabulary.py), and the alignment heads from openai's table for a
+released model's shape (openai_heads.py), else openai's default for a model without its own
+(the upper half of the decoder layers, all heads). The mel bins (80, or 128 for large-v3 and
+turbo) are the checkpoint's n_mels."""
 
 from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import torch
 
 from .cache import cached_conversion, weights_key
-from .processor import MULTILINGUAL_MIN_VOCAB, assemble, build_processor, token_facts
+from .openai_heads import default_alignment_heads, openai_alignment_heads
+from .processor import assemble, build_processor, token_facts
+from .vocabulary import tokenizer_folder
 from ..errors import ModelLoadError
 
 # openai name -> HF name, applied to the part after "encoder."/"decoder."
@@ -66,19 +71,17 @@ def convert_openai_checkpoint(path: Path, out: Path) -> None:
     """Convert the checkpoint at path into an HF folder (save_pretrained layout) at out."""
     from transformers import WhisperConfig
 
-    from .bundled import locate
-
     dims, state = load_openai_checkpoint(path)
     n_vocab = dims["n_vocab"]
-    if n_vocab not in (51864, 51865):
-        raise ModelLoadError(f"{path}: vocabulary of {n_vocab} tokens (large-v3?) has no bundled tokenizer; "
-                             "convert it with transformers' convert_openai_to_hf.py and pass the HF folder")
-    tok_folder, _ = locate("base" if n_vocab >= MULTILINGUAL_MIN_VOCAB else "tiny.en")
-    ct2_config = json.loads((tok_folder / "config.json").read_text(encoding="utf-8"))
-    n_layers, n_heads = dims["n_text_layer"], dims["n_text_head"]
-    ct2_config["alignment_heads"] = [[layer, head] for layer in range(n_layers // 2, n_layers)
-                                     for head in range(n_heads)]  # openai's default: upper half, all heads
-    tokens = token_facts(tok_folder, ct2_config, vocab_size=n_vocab)
+    with tempfile.TemporaryDirectory(prefix="whisper-vocab-") as scratch:
+        tok_folder = tokenizer_folder(n_vocab, Path(scratch), source=str(path))
+        ct2_config = json.loads((tok_folder / "config.json").read_text(encoding="utf-8"))
+        n_layers, n_heads = dims["n_text_layer"], dims["n_text_head"]
+        ct2_config["alignment_heads"] = (
+            openai_alignment_heads(n_vocab, dims["n_audio_layer"], n_layers, dims["n_text_state"], n_heads)
+            or default_alignment_heads(n_layers, n_heads))
+        tokens = token_facts(tok_folder, ct2_config, vocab_size=n_vocab)
+        processor = build_processor(tok_folder, dims["n_mels"])
     eot, sot = tokens["<|endoftext|>"], tokens["<|startoftranscript|>"]
     config = WhisperConfig(
         vocab_size=n_vocab, num_mel_bins=dims["n_mels"], d_model=dims["n_audio_state"],
@@ -90,7 +93,7 @@ def convert_openai_checkpoint(path: Path, out: Path) -> None:
         suppress_tokens=None, begin_suppress_tokens=None, tie_word_embeddings=True)
     model = assemble(config, state, tokens, path)
     model.save_pretrained(out)
-    build_processor(tok_folder, dims["n_mels"]).save_pretrained(out)
+    processor.save_pretrained(out)
 
 
 def hf_folder(path: Path, cache: Path) -> Path:

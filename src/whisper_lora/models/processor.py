@@ -3,7 +3,8 @@ feature extractor) and the generation config, built from a faster-whisper folder
 and config.json.
 
 Both converters use it: ct2_to_hf.py on the folder being converted, openai_to_hf.py on the bundled
-folder of the same vocabulary (an openai-whisper .pt holds no tokenizer)."""
+folder of the same vocabulary, or large-v3's derived from it (vocabulary.py: an openai-whisper .pt
+holds no tokenizer)."""
 
 from __future__ import annotations
 
