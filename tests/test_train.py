@@ -78,7 +78,7 @@ def options(manifests, out, **kw):
     ({"warmup_steps": 2.5}, "--warmup_steps"),
     ({"lora_target_modules": ("q_proj", "qkv")}, "--lora_target_modules qkv: unknown"),
     ({"lora_target_modules": ()}, "--lora_target_modules"),
-    ({"fp16": True, "bf16": True}, "--fp16 and --bf16"),
+    ({"fp16": True, "bf16": True}, "--fp16, --bf16 and --fp32: give at most one"),
     ({"save_steps": 500, "eval_steps": 300}, "multiple of --eval_steps"),
     ({"max_duration_in_seconds": 40}, "--max_duration_in_seconds 40"),
     ({"min_duration_in_seconds": 31}, "--min_duration_in_seconds"),
@@ -127,6 +127,18 @@ def test_fp16_without_gpu_falls_back_with_a_warning(manifests, tmp_path, caplog)
     with caplog.at_level(logging.WARNING):
         assert options(manifests, tmp_path / "o", bf16=True).precision(cuda=False, cpu_bf16=False) == "bf16"
     assert "emulated" in caplog.text
+
+
+def test_default_precision_is_bf16_only_where_the_cpu_multiplies_bf16(manifests, tmp_path):
+    """Both paths the default takes, whichever CPU runs the test: bf16 autocast on a CPU with
+    AVX512-BF16/AMX (1.65x faster steps), fp32 where bf16 is emulated and on a GPU unless asked."""
+    default = options(manifests, tmp_path / "o")
+    assert default.precision(cuda=False, cpu_bf16=True) == "bf16"
+    assert default.precision(cuda=False, cpu_bf16=False) == "fp32"
+    assert default.precision(cuda=True, cpu_bf16=True) == "fp32"
+    assert options(manifests, tmp_path / "o", fp32=True).precision(cuda=False, cpu_bf16=True) == "fp32"
+    with pytest.raises(OptionsError, match="at most one"):
+        options(manifests, tmp_path / "o", fp32=True, bf16=True)
 
 
 def test_training_on_an_adapter_folder_is_refused(manifests, tmp_path):

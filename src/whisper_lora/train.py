@@ -3,8 +3,9 @@
 The flow, top to bottom, and where each step lives:
   1. make --output_dir and try writing there, first of all, so a bad folder fails at once
      (training/output_dir.py); pick the checkpoint to resume from (same module);
-  2. load the base model (any spec models.load_model takes) and check the options against it
-     (training/options.py);
+  2. load the base model (any spec models.load_model takes; in 8 or 4 bits with --load_in_8bit/4bit,
+     after checking a GPU and bitsandbytes are there: training/kbit.py) and check the options
+     against it (training/options.py);
   3. read and check both manifests: bad rows are dropped with a report (or, --strict, fail)
      (training/dataset.py; the label ids: training/labels.py);
   4. wrap the model with LoRA adapters (peft) over the chosen layers of encoder and decoder
@@ -33,8 +34,10 @@ from .fileio import write_json
 from .hf_data import check_dataset, dataset_rows, is_saved_dataset, streamed_head
 from .run_files import METRICS, TRAINING_CONFIG
 from .tokens import Tokens
+from .training.augment import Augment
 from .training.dataset import SpeechDataset, usable_rows
 from .training.labels import LabelMaker, timestamped_rows
+from .training.kbit import check_kbit, device_map, kbit_flag, kbit_precision, prepare_for_kbit, quantization_config
 from .training.lora import add_lora
 from .training.options import TrainOptions
 from .training.output_dir import (baseline_eval, best_eval, prepare_output_dir, resolve_checkpoint,
@@ -70,10 +73,13 @@ def train(options: TrainOptions, callbacks=()) -> TrainResult:
         logging.getLogger("whisper_lora").setLevel(logging.ERROR)
     resume = resolve_checkpoint(options.resume_from_checkpoint, output_dir)
     cuda = torch.cuda.is_available()
+    check_kbit(options, cuda)  # no GPU or no bitsandbytes for --load_in_8bit/4bit: said before anything loads
     precision = options.precision(cuda=cuda, cpu_bf16=cpu_has_native_bf16())
+    if kbit_flag(options):
+        precision = kbit_precision(options, bf16_supported=torch.cuda.is_bf16_supported())
     _setup_wandb(options, output_dir)
 
-    model, processor = _load_base(options)
+    model, processor = _load_base(options, precision)
     tokens = Tokens.of(model)
     options.check_for_model(tokens.multilingual, options.model_name_or_path)
     train_set, eval_set, data = _datasets(options, processor, LabelMaker(processor.tokenizer, tokens, options.task))
@@ -81,6 +87,8 @@ def train(options: TrainOptions, callbacks=()) -> TrainResult:
     language = _main_language(options, train_set)
     _set_generation_defaults(model, tokens, language, options.task)
     set_seed(options.seed)  # the new adapters' initial weights
+    if kbit_flag(options):
+        model = prepare_for_kbit(model, options)
     model = add_lora(model, options)
     if rank == 0:
         model.print_trainable_parameters()
@@ -114,7 +122,8 @@ def _datasets(options: TrainOptions, processor, labels: LabelMaker) -> tuple[Spe
     # Packed windows already hold several utterances; unpacked, timestamped items join a few.
     train_set = SpeechDataset(train_rows, processor, labels, options.language,
                               timestamped_rows(train_rows, share, options.seed), join=not pack, seed=options.seed,
-                              max_label_length=options.max_label_length, raw=pack, audio_loader=train_audio)
+                              max_label_length=options.max_label_length, raw=pack, audio_loader=train_audio,
+                              augment=Augment(options.speed_perturb, options.noise_snr, options.seed))
     eval_set, data = None, {"train": train_report.as_dict()}
     if options.has_validation:
         source = options.validation_file or (options.train_file if not options.dataset_name else None)
@@ -203,14 +212,27 @@ def _finish(trainer, output, model, processor, output_dir: Path, data: dict, val
 
 # --- model ---------------------------------------------------------------------------------------
 
-def _load_base(options: TrainOptions):
+def _load_base(options: TrainOptions, precision: str):
     from .models import is_adapter_folder, load_model
 
     if is_adapter_folder(options.model_name_or_path):
         raise OptionsError(f"--model_name_or_path {options.model_name_or_path} is a training output folder "
                            "(base + adapter): merge it first (`whisper-lora merge`) and train on the merged model")
-    model, processor = load_model(options.model_name_or_path, cache_dir=options.cache_dir)
+    import torch
+
+    # float32 weights whatever the checkpoint stores (transformers 5 would keep the hub's float16
+    # large-v3 in float16): --fp16/--bf16 are mixed precision, autocast over float32 weights.
+    quantization, dtype = None, torch.float32
+    if kbit_flag(options):  # quantized as it loads, onto the GPU; the rest in the compute type until prepared
+        quantization = {"quantization_config": quantization_config(options, precision), "device_map": device_map()}
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    model, processor = load_model(options.model_name_or_path, cache_dir=options.cache_dir, dtype=dtype,
+                                  quantization=quantization)
     model.config.use_cache = False  # the key/value cache only helps generation, and clashes with checkpointing
+    # SpecAugment is Whisper's own: the encoder masks its input while training (never in eval).
+    model.config.apply_spec_augment = options.spec_augment
+    model.config.mask_time_prob = options.mask_time_prob
+    model.config.mask_feature_prob = options.mask_feature_prob
     return model, processor
 
 
@@ -286,6 +308,8 @@ def out_of_memory_advice(options: TrainOptions) -> str:
         tips.append("--gradient_checkpointing")
     if not (options.fp16 or options.bf16):
         tips.append("--fp16 (or --bf16 on Ampere and newer)")
+    if not kbit_flag(options):
+        tips.append("--load_in_8bit or --load_in_4bit (pip install 'whisper-lora[kbit]')")
     tips.append("a smaller model (whisper-small or base)")
     return ("CUDA out of memory while training; try: " + "; ".join(tips) +
             ". Finished checkpoints in --output_dir are kept: add --resume_from_checkpoint latest.")

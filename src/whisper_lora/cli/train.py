@@ -69,8 +69,24 @@ def add_arguments(p: argparse.ArgumentParser, datasets: bool = False) -> None:
                         "(default: %(default)s)")
     g.add_argument("--freeze_encoder", action="store_true",
                    help="adapters in the decoder only (faster; learns words and style, not a new voice)")
+    g.add_argument("--use_rslora", action="store_true",
+                   help="rank-stabilised LoRA: scale adapters by alpha/sqrt(r) instead of alpha/r")
+    g.add_argument("--use_dora", action="store_true",
+                   help="DoRA: learn each adapted weight's magnitude and direction apart (slower steps)")
     g.add_argument("--no_pack_clips", dest="pack_clips", action="store_false", default=default("pack_clips"),
                    help="one clip per 30-s encoder window instead of packing each batch's clips together")
+
+    g = p.add_argument_group("augmentation (training clips only)")
+    g.add_argument("--spec_augment", action="store_true",
+                   help="SpecAugment: mask runs of time steps and mel bins of the encoder's input while training")
+    g.add_argument("--mask_time_prob", type=float, default=default("mask_time_prob"),
+                   help="with --spec_augment: about this share of frames masked (default: %(default)g)")
+    g.add_argument("--mask_feature_prob", type=float, default=default("mask_feature_prob"),
+                   help="with --spec_augment: about this share of mel bins masked (default: %(default)g)")
+    g.add_argument("--speed_perturb", action="store_true",
+                   help="play each clip at 0.9x, 1.0x or 1.1x speed, drawn anew every epoch")
+    g.add_argument("--noise_snr", type=float, metavar="DB",
+                   help="add white noise to half the clips at DB to DB+20 dB signal-to-noise (10 is usual)")
 
     g = p.add_argument_group("training")
     g.add_argument("--output_dir", required=True, help="where the adapter, logs and checkpoints go")
@@ -93,10 +109,20 @@ def add_arguments(p: argparse.ArgumentParser, datasets: bool = False) -> None:
     g.add_argument("--lr_scheduler_type", default=default("lr_scheduler_type"),
                    help="learning rate schedule after warm-up (default: %(default)s)")
     g.add_argument("--max_grad_norm", type=float, default=default("max_grad_norm"), help="gradient clipping")
+    g.add_argument("--label_smoothing", type=float, default=default("label_smoothing"),
+                   help="label smoothing of the cross-entropy, 0-0.2 (default: %(default)g)")
+    g.add_argument("--early_stopping_patience", type=int, metavar="N",
+                   help="stop when validation WER/CER has not improved for N evaluations")
     g.add_argument("--fp16", action="store_true", help="float16 mixed precision (CUDA GPUs; on a CPU: fp32)")
     g.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (Ampere+ GPUs, CPUs with bf16)")
+    g.add_argument("--fp32", action="store_true",
+                   help="full precision even on a CPU with bf16 instructions (where the default is bf16 autocast)")
     g.add_argument("--gradient_checkpointing", action="store_true",
                    help="recompute activations during backward: less memory, slower")
+    g.add_argument("--load_in_8bit", action="store_true",
+                   help="hold the frozen base model in 8 bits (bitsandbytes, CUDA GPU; pip install 'whisper-lora[kbit]')")
+    g.add_argument("--load_in_4bit", action="store_true",
+                   help="hold the frozen base model in 4 bits, QLoRA's NF4 (bitsandbytes, CUDA GPU)")
     g.add_argument("--seed", type=int, default=default("seed"), help="random seed (default: %(default)s)")
     g.add_argument("--resume_from_checkpoint", metavar="PATH|latest",
                    help="continue from a checkpoint-N folder, or the newest complete one in --output_dir")

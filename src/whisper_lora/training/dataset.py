@@ -20,6 +20,7 @@ from ..errors import ManifestError, OptionsError
 from ..manifest import Row
 from ..validation import ValidationReport, format_report, validate_manifest
 from ..tokens import IGNORE_INDEX
+from .augment import Augment
 from .labels import LabelMaker, own_segments, row_language
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class SpeechDataset:
     def __init__(self, rows: list[Row], processor, labels: LabelMaker, language: str | None,
                  timestamped: frozenset[int] = frozenset(), join: bool = False, seed: int = 0,
                  max_label_length: int = 448, raw: bool = False,
-                 audio_loader: Callable[[Row], np.ndarray] | None = None):
+                 audio_loader: Callable[[Row], np.ndarray] | None = None, augment: Augment | None = None):
         self.rows = rows
         # Row -> 16 kHz samples: a file's (load_row_audio), or a dataset's own bytes (hf_data.DatasetAudio).
         self.load = audio_loader or load_row_audio
@@ -54,6 +55,8 @@ class SpeechDataset:
         self.seed = seed
         self.max_label_length = max_label_length
         self.raw = raw  # items carry audio, text and segments; packing.WindowPacker makes the rest
+        self.augment = augment if augment is not None and augment.active else None  # training sets only
+        self._reads: dict[int, int] = {}  # item -> times read, so each epoch augments it anew
         self._same_language: dict = {}
         for j, lang in enumerate(self.languages):
             self._same_language.setdefault(lang, []).append(j)
@@ -63,7 +66,7 @@ class SpeechDataset:
 
     def __getitem__(self, i: int) -> dict:
         row, language = self.rows[i], self.languages[i]
-        samples = self.load(row)
+        samples = self._audio(i)
         if i not in self.timestamped:
             return self._item(i, samples, language, row.text)
         if self.raw:  # packed with other clips later, one segment per utterance
@@ -73,7 +76,7 @@ class SpeechDataset:
         if self.join:
             others = [j for j in self._same_language[language] if j != i]
             for j in rng.sample(others, min(rng.randint(0, MAX_JOINED - 1), len(others))):
-                parts.append((self.load(self.rows[j]), self.rows[j]))
+                parts.append((self._audio(j), self.rows[j]))
             rng.shuffle(parts)
         while True:
             joined, segments = _join(parts, rng)
@@ -83,6 +86,13 @@ class SpeechDataset:
             # Too long for one window or for the decoder: one utterance fewer, never row i itself.
             drop = max(k for k, (_, r) in enumerate(parts) if r is not row)
             parts = parts[:drop] + parts[drop + 1:]
+
+    def _audio(self, i: int) -> np.ndarray:
+        samples = self.load(self.rows[i])
+        if self.augment is None:
+            return samples
+        draw = self._reads[i] = self._reads.get(i, -1) + 1
+        return self.augment(samples, i, draw, has_segments=self.rows[i].segments is not None)
 
     def _item(self, i: int, samples: np.ndarray, language: str | None, text: str,
               segments: list[dict] | None = None, labels: list[int] | None = None) -> dict:

@@ -28,5 +28,15 @@ def add_lora(model, options: TrainOptions):
     quiet_peft_warnings()
     config = LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha, lora_dropout=options.lora_dropout,
                         target_modules=lora_target_regex(options.lora_target_modules, options.freeze_encoder),
-                        bias="none")
-    return get_peft_model(model, config)
+                        use_rslora=options.use_rslora, use_dora=options.use_dora, bias="none")
+    model = get_peft_model(model, config)
+    if options.gradient_checkpointing:
+        # With every base weight frozen, nothing entering a checkpointed layer needs a gradient:
+        # reentrant checkpointing (torch's old default, and what DeepSpeed or peft's k-bit helper
+        # may still pick) then drops the adapters' gradients, the encoder's all of them. The
+        # Trainer asks for the non-reentrant kind (trainer._checkpointing_args); marking the
+        # outputs of both input layers as needing gradients (the encoder's conv1, which
+        # transformers 5 takes as the encoder's input embedding, and the decoder's token
+        # embedding) makes either kind right, for the cost of one small convolution's backward.
+        model.enable_input_require_grads()
+    return model

@@ -102,6 +102,22 @@ class TrainOptions:
     # per window, so short clips train several times faster in less memory. Off with
     # --freeze_encoder, whose encoder cache needs one clip per item.
     pack_clips: bool = True
+    # rsLoRA (peft): adapters scaled by lora_alpha / sqrt(lora_r) instead of / lora_r, so a
+    # larger rank keeps learning as fast. DoRA (peft): each adapted weight's magnitude and
+    # direction are learnt apart; slower steps (its norm is recomputed every forward pass).
+    use_rslora: bool = False
+    use_dora: bool = False
+
+    # --- augmentation (training clips only) ----------------------------------------------------
+    # SpecAugment, Whisper's own: while training, the encoder zeroes runs of 10 time steps
+    # (about mask_time_prob of all frames) and of 10 mel bins (about mask_feature_prob of them).
+    spec_augment: bool = False
+    mask_time_prob: float = 0.05
+    mask_feature_prob: float = 0.0
+    # Each clip played at 0.9x, 1.0x or 1.1x (tempo and pitch; training/augment.py).
+    speed_perturb: bool = False
+    # White noise on half the clips at a random SNR of noise_snr to noise_snr + 20 dB; None: none.
+    noise_snr: float | None = None
 
     # --- training ----------------------------------------------------------------------------
     num_train_epochs: float = 3.0  # passes over the training set (fractions allowed)
@@ -109,7 +125,10 @@ class TrainOptions:
     per_device_train_batch_size: int = 8  # clips per forward pass on each device
     per_device_eval_batch_size: int | None = None  # None: the training batch size
     gradient_accumulation_steps: int = 1  # forward passes summed into one optimizer step
-    learning_rate: float = 1e-3  # peak AdamW learning rate (LoRA takes ~10x a full fine-tune's)
+    # Peak AdamW learning rate. 1e-3 (the HF blog's LoRA rate) made real Dutch speech worse before
+    # it got better (validation WER 55.8% -> 61.0% after half an epoch); 3e-4 took it to 38.9%
+    # (benchmarks/RESULTS.md, real speech).
+    learning_rate: float = 3e-4
     weight_decay: float = 0.0  # AdamW weight decay
     # Linear warm-up: a whole number of steps, or a fraction (< 1) of all steps.
     warmup_steps: float = 0.1
@@ -117,7 +136,20 @@ class TrainOptions:
     max_grad_norm: float = 1.0  # gradient clipping
     fp16: bool = False  # float16 mixed precision on a CUDA GPU; on a CPU: fp32 with a warning
     bf16: bool = False  # bfloat16 mixed precision (Ampere+ GPU, or a CPU with bf16 instructions)
+    # Neither flag: fp32, except on a CPU that multiplies bf16 in hardware (AVX512-BF16, AMX),
+    # where bf16 autocast makes a step of bundled:base 1.65x faster (benchmarks/RESULTS.md).
+    # fp32=True keeps fp32 there too.
+    fp32: bool = False
+    # Targets smoothed towards the uniform distribution by this much (0: plain cross-entropy).
+    label_smoothing: float = 0.0
+    # Stop when the validation error rate has not improved for this many evaluations; None: never.
+    early_stopping_patience: int | None = None
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
+    # Hold the frozen base model's linear layers in 8 bits (LLM.int8) or 4 bits (QLoRA: NF4, double
+    # quantization) with bitsandbytes, on a CUDA GPU; the adapters still train in full precision
+    # (training/kbit.py). Compute runs in --bf16/--fp16, else bf16 where the GPU has it, else fp16.
+    load_in_8bit: bool = False
+    load_in_4bit: bool = False
     seed: int = 42  # weights of the new adapters, dropout, data order
     # Continue from output_dir/checkpoint-N (a path) or "latest" (the newest complete checkpoint).
     resume_from_checkpoint: str | None = None
@@ -200,6 +232,21 @@ class TrainOptions:
         need(self.lora_target_modules, "--lora_target_modules: name at least one of " + ", ".join(LORA_MODULES))
         unknown = [m for m in self.lora_target_modules if m not in LORA_MODULES]
         need(not unknown, f"--lora_target_modules {' '.join(unknown)}: unknown; choose from {', '.join(LORA_MODULES)}")
+        need(0.0 <= self.mask_time_prob < 1.0, f"--mask_time_prob {self.mask_time_prob}: must be in [0, 1)")
+        need(0.0 <= self.mask_feature_prob < 1.0, f"--mask_feature_prob {self.mask_feature_prob}: must be in [0, 1)")
+        augment = [f for f in ("spec_augment", "speed_perturb") if getattr(self, f)]
+        augment += ["noise_snr"] if self.noise_snr is not None else []
+        need(not (augment and self.freeze_encoder),
+             f"--{' --'.join(augment)} with --freeze_encoder: the frozen encoder's output is cached per clip, so "
+             "the encoder would never hear the augmented audio; leave one out")
+        need(self.noise_snr is None or -10.0 <= self.noise_snr <= 60.0,
+             f"--noise_snr {self.noise_snr}: the lowest signal-to-noise ratio in dB, between -10 and 60 (10 is usual)")
+        need(0.0 <= self.label_smoothing < 1.0, f"--label_smoothing {self.label_smoothing}: must be in [0, 1) "
+                                                "(0.1 is usual)")
+        need(self.early_stopping_patience is None or self.early_stopping_patience >= 1,
+             f"--early_stopping_patience {self.early_stopping_patience}: must be at least 1 evaluation")
+        need(self.early_stopping_patience is None or self.has_validation,
+             "--early_stopping_patience needs a validation set (--validation_file or --eval_split)")
         need(self.num_train_epochs > 0 or self.max_steps > 0,
              f"--num_train_epochs {self.num_train_epochs:g}: must be positive (or give --max_steps)")
         need(self.max_steps == -1 or self.max_steps >= 1, f"--max_steps {self.max_steps}: must be at least 1")
@@ -217,7 +264,11 @@ class TrainOptions:
         need(self.lr_scheduler_type in LR_SCHEDULERS,
              f"--lr_scheduler_type {self.lr_scheduler_type!r}: choose from {', '.join(LR_SCHEDULERS)}")
         need(self.max_grad_norm >= 0, f"--max_grad_norm {self.max_grad_norm}: must be 0 or more")
-        need(not (self.fp16 and self.bf16), "--fp16 and --bf16 both given: choose one")
+        need(sum((self.fp16, self.bf16, self.fp32)) <= 1, "--fp16, --bf16 and --fp32: give at most one")
+        need(not (self.load_in_8bit and self.load_in_4bit), "--load_in_8bit and --load_in_4bit both given: choose one")
+        need(not (self.fp32 and (self.load_in_8bit or self.load_in_4bit)),
+             f"--fp32 with --load_in_{'8' if self.load_in_8bit else '4'}bit: quantized layers compute in bf16 or "
+             "fp16 (picked for the GPU, or --bf16/--fp16); leave --fp32 out")
         need(self.logging_steps >= 1, f"--logging_steps {self.logging_steps}: must be at least 1")
         need(self.save_steps >= 1, f"--save_steps {self.save_steps}: must be at least 1")
         need(self.eval_steps is None or self.eval_steps >= 1, f"--eval_steps {self.eval_steps}: must be at least 1")
@@ -286,6 +337,9 @@ class TrainOptions:
             if not cuda and not cpu_bf16:
                 log.warning("--bf16 on a CPU without bf16 instructions (AVX512-BF16/AMX): bfloat16 arithmetic "
                             "is emulated there and many times slower than fp32; consider leaving --bf16 out")
+            return "bf16"
+        if not self.fp32 and not cuda and cpu_bf16:
+            log.info("training in bf16 autocast: this CPU multiplies bf16 in hardware (--fp32 to keep fp32)")
             return "bf16"
         return "fp32"
 

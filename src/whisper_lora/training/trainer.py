@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
+from transformers import EarlyStoppingCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_callback import ProgressCallback
 
@@ -56,7 +56,9 @@ def make_trainer(options: TrainOptions, model, processor, train_set, eval_set, o
         callbacks=[tensorboard, FinalStepCallback(evaluate),
                    CheckpointExtrasCallback(output_dir, model.generation_config)],
         task=options.task, multilingual=multilingual, timestamps=options.timestamps,
-        encoder_cache=EncoderCache() if options.freeze_encoder else None)
+        encoder_cache=EncoderCache() if options.freeze_encoder else None, label_smoothing=options.label_smoothing)
+    if options.early_stopping_patience is not None:
+        trainer.add_callback(EarlyStoppingCallback(options.early_stopping_patience))
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(LossProgressCallback())
     for callback in callbacks:
@@ -118,7 +120,7 @@ def _checkpointing_args(enabled: bool) -> dict:
 
 class WhisperTrainer(Seq2SeqTrainer):
     def __init__(self, *args, task: str = "transcribe", multilingual: bool = True, timestamps: bool = False,
-                 encoder_cache=None, **kwargs):
+                 encoder_cache=None, label_smoothing: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         # Whisper's forward takes **kwargs, so the Trainer assumes it normalises its loss by
         # num_items_in_batch; it does not (it averages each batch itself), and the Trainer then
@@ -129,6 +131,9 @@ class WhisperTrainer(Seq2SeqTrainer):
         self.whisper_multilingual = multilingual
         self.whisper_timestamps = timestamps
         self.encoder_cache = encoder_cache  # EncoderCache, only when the encoder is frozen
+        # Here rather than TrainingArguments.label_smoothing_factor: the Trainer's smoother takes
+        # the labels out of the forward pass, and Whisper builds its decoder input from them.
+        self.label_smoothing = label_smoothing
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         indices = inputs.get("index")
@@ -138,8 +143,29 @@ class WhisperTrainer(Seq2SeqTrainer):
             encoder = self.accelerator.unwrap_model(model).get_encoder()
             hidden = self.encoder_cache(encoder, inputs.pop("input_features"), list(indices))
             inputs["encoder_outputs"] = (hidden,)
+        if self.label_smoothing and model.training:
+            return self._smoothed_loss(model, inputs, return_outputs)
         return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                     num_items_in_batch=num_items_in_batch)
+
+    def _smoothed_loss(self, model, inputs, return_outputs):
+        import torch.nn.functional as F
+
+        outputs = model(**inputs)
+        logits, labels = outputs.logits, inputs["labels"]
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1),
+                               ignore_index=IGNORE_INDEX, label_smoothing=self.label_smoothing)
+        return (loss, outputs) if return_outputs else loss
+
+    def _generation_precision(self):
+        """Validation transcripts on a CPU are generated in fp32 whatever the training precision,
+        as transcription on a CPU decodes (fp32), so the scores say what users will get; on a GPU
+        the training precision's autocast is kept."""
+        import torch
+
+        if self.args.device.type == "cpu" and (self.args.bf16 or self.args.fp16):
+            return torch.autocast("cpu", enabled=False)
+        return self.compute_loss_context_manager()
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
         import torch
@@ -159,7 +185,7 @@ class WhisperTrainer(Seq2SeqTrainer):
                             use_cache=True)  # training turns the cache off; decoding needs it
             if self.whisper_multilingual:
                 generate.update(language=list(languages), task=self.whisper_task)
-            with self.compute_loss_context_manager():
+            with self._generation_precision():
                 tokens = self.model.generate(**generate)
         if not isinstance(tokens, torch.Tensor):  # some generate paths return a dict-like output
             tokens = tokens["sequences"]
