@@ -180,9 +180,10 @@ def transcribe_rows(spec: str, rows, options: EvaluateOptions) -> tuple[list[str
         def transcriber(lang):
             return Transcriber.from_spec(spec, replace(decoding, language=lang))
     else:  # load the weights once, whatever the number of languages
-        from .models import load_model
+        from .models import is_adapter_folder, load_model
 
-        model, processor = load_model(spec, cache_dir=options.cache_dir)
+        # Merged: the same transcripts as base + adapter, at the base model's speed.
+        model, processor = load_model(spec, cache_dir=options.cache_dir, merge=is_adapter_folder(spec))
 
         def transcriber(lang):
             return Transcriber.from_model(model, processor, replace(decoding, language=lang), model_name=spec)

@@ -73,9 +73,8 @@ class Transcriber:
             return cls(CT2Backend(ct2_folder(spec, options.cache_dir), options, model_name=spec), spec)
         from .models import is_adapter_folder, load_model
 
-        if options.merge and not is_adapter_folder(spec):
-            log.info("--merge: %s has no LoRA adapter; nothing to merge", spec)
-        model, processor = load_model(spec, cache_dir=options.cache_dir, merge=options.merge)
+        model, processor = load_model(spec, cache_dir=options.cache_dir,
+                                      merge=options.merge and is_adapter_folder(spec))
         return cls.from_model(model, processor, options, model_name=spec)
 
     @classmethod

@@ -4,10 +4,11 @@ from ..demo import DemoOptions, run_demo
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser("demo", help="offline demo: synthesise speech, fine-tune, measure the gain",
+    p = subparsers.add_parser("demo", help="the main job: speech data, fine-tune, measure the gain (offline but for nl)",
                               description=__doc__)
-    p.add_argument("--language", default="en", choices=["en", "zh"],
-                   help="en: bundled tiny.en on English speech; zh: bundled base on Mandarin (CER)")
+    p.add_argument("--language", default="en", choices=["en", "zh", "nl"],
+                   help="en: bundled tiny.en on English espeak-ng speech; zh: bundled base on Mandarin espeak-ng "
+                        "speech (CER); nl: bundled base on real Dutch recordings of people (fetched from Debian)")
     p.add_argument("--quick", action="store_true", help="a short run that shows the pipeline (CI)")
     p.add_argument("--output_dir", default="demo_output", help="where data, adapter and report go")
     p.add_argument("--seed", type=int, default=0)

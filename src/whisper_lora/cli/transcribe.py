@@ -41,7 +41,10 @@ def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto picks cuda, then mps, then cpu")
     p.add_argument("--batch_size", type=int, default=16, help="files (or pieces of long files) decoded together (default: %(default)s)")
     p.add_argument("--beam_size", type=int, default=1, help="1 = greedy decoding (default); more = beam search")
-    p.add_argument("--merge", action="store_true", help="merge the LoRA adapter into the model first (faster)")
+    p.add_argument("--merge", action="store_true", default=True,
+                   help="merge the LoRA adapter into the model first, for speed (the default)")
+    p.add_argument("--no_merge", dest="merge", action="store_false",
+                   help="decode with the adapter unmerged (peft), e.g. to compare")
     prec = p.add_mutually_exclusive_group()
     prec.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="bfloat16 arithmetic")
     prec.add_argument("--fp16", dest="precision", action="store_const", const="fp16",

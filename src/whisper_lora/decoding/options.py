@@ -66,8 +66,10 @@ class TranscribeOptions:
     # only those still in doubt decode alone. Measured on 100 short clips (benchmarks/RESULTS.md):
     # several times faster on a CPU, and no less accurate.
     pack: bool = True
-    # Merge a LoRA adapter into the base weights before decoding: same output, faster decoding.
-    merge: bool = False
+    # Merge a LoRA adapter into the base weights before decoding: the same output, and decoding
+    # as fast as the base model's (unmerged, every adapted layer runs a second, low-rank product:
+    # measured 1.3x slower on bundled:base; benchmarks/RESULTS.md). False keeps the peft model.
+    merge: bool = True
     # hf: transformers; ct2: CTranslate2 through faster-whisper (needs a CTranslate2 folder);
     # auto: ct2 when the model is a CTranslate2 folder, else hf.
     backend: str = "auto"

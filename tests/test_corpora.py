@@ -1,0 +1,73 @@
+"""Real speech of people (whisper_lora.corpora): the script and transcript parsers, the split by
+game level, and five LibriVox utterances of read English through transcribe and evaluate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from whisper_lora.corpora import fillets, librivox
+
+DIALOGS = r'''
+dialogId("let-m-divna", "font_small", "What kind of strange ship is that?")
+dialogStr("Wat is dit voor raar schip?")
+
+dialogId("pc-v-etc", "font_big", "To \/etc.")
+dialogStr("Met z'n allen naar \/etc om \"gezellig\" te kletsen.")
+'''
+
+
+def test_dialogs_give_each_line_its_dutch_text():
+    lines = fillets.parse_dialogs(DIALOGS)
+    assert lines == {"let-m-divna": "Wat is dit voor raar schip?",
+                     "pc-v-etc": 'Met z\'n allen naar /etc om "gezellig" te kletsen.'}
+
+
+def test_split_holds_out_whole_levels_and_short_lines():
+    clips = [fillets.Clip(f"level{lv:02d}", f"{lv}-{k}", Path(f"/a/{lv}-{k}.ogg"), "een twee drie" if k else "Ja.")
+             for lv in range(10) for k in range(10)]
+    train, validation, test = fillets.split(clips)
+    assert {c.level for c in test} == {"level00", "level05"}
+    assert not {c.level for c in train + validation} & {"level00", "level05"}
+    assert all(len(c.text.split()) >= fillets.MIN_WORDS for c in train + validation + test)
+    assert len(validation) == -(-72 // fillets.VALIDATION_EVERY) and len(train) + len(validation) == 72
+    assert not set(map(id, train)) & set(map(id, validation))
+
+
+def test_transcription_file_is_parsed():
+    text = "<s> he was not an ill disposed young man </s> (sense-0880)\n\n<s> a b </s> (x-1)\n"
+    assert librivox.parse_transcription(text) == {"sense-0880": "he was not an ill disposed young man", "x-1": "a b"}
+
+
+@pytest.fixture(scope="session")
+def librivox_manifest(tmp_path_factory):
+    """The five utterances, fetched from Debian's archive once (1.8 MB) into the user's cache."""
+    if shutil.which("apt-get") is None:
+        pytest.skip("apt-get not found: the LibriVox clips come from a Debian package")
+    return librivox.write_manifest(tmp_path_factory.mktemp("librivox") / "librivox.jsonl")
+
+
+def test_real_english_speech_through_transcribe_and_evaluate(librivox_manifest, tmp_path):
+    from whisper_lora.cli import main
+
+    rows = [json.loads(line) for line in librivox_manifest.read_text().splitlines()]
+    assert len(rows) == 5 and all(Path(r["audio_path"]).is_file() for r in rows)
+    out = tmp_path / "texts.json"
+    assert main(["transcribe", "--model", "bundled:tiny.en", "--output_file", str(out),
+                 *[r["audio_path"] for r in rows]]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert len(results) == 5 and not any(r.get("error") for r in results)
+    texts = " ".join(r["text"].lower() for r in results)
+    for word in ("dashwood", "amiable", "selfish", "respectable"):
+        assert word in texts, (word, texts)
+
+    from whisper_lora.evaluate import EvaluateOptions, evaluate
+
+    result = evaluate(EvaluateOptions(models=("bundled:tiny.en",), data=str(librivox_manifest), language="en"))
+    scores = result.results[0].by_language["en"]
+    # tiny.en makes 3 errors in these 71 words (4.2%); a broken front end or decoder makes dozens.
+    assert scores.utterances == 5 and scores.wer < 0.10, scores.wer
+    assert scores.raw_wer > scores.wer  # the transcripts are lower case without punctuation: raw counts that
