@@ -71,3 +71,26 @@ def test_real_english_speech_through_transcribe_and_evaluate(librivox_manifest, 
     # tiny.en makes 3 errors in these 71 words (4.2%); a broken front end or decoder makes dozens.
     assert scores.utterances == 5 and scores.wer < 0.10, scores.wer
     assert scores.raw_wer > scores.wer  # the transcripts are lower case without punctuation: raw counts that
+
+
+def test_the_dutch_demo_data_is_real_speech_split_by_level(tmp_path):
+    """`whisper-lora demo --language nl --quick`'s data: real recordings fetched from Debian
+    (103 MB once), spread subsets, no test level in training, a long file of several people."""
+    if shutil.which("apt-get") is None:
+        pytest.skip("apt-get not found: the Dutch recordings come from Debian packages")
+    import soundfile
+
+    from whisper_lora.demo import DemoOptions, _sizes, demo_data
+
+    opts = DemoOptions(language="nl", quick=True)
+    data = demo_data(opts, tmp_path, _sizes(opts))
+    assert data.counts == {"train": 24, "validation": 4, "test": 8}
+    rows = {name: [json.loads(line) for line in getattr(data, name).read_text().splitlines()]
+            for name in ("train", "validation", "test")}
+    levels = {name: {Path(r["audio_path"]).parts[-3] for r in rs} for name, rs in rows.items()}
+    assert len(levels["train"]) > 10, "a spread subset keeps many levels' voices"
+    assert not levels["test"] & (levels["train"] | levels["validation"])
+    assert all(r["language"] == "nl" and len(r["text"].split()) >= 2 for rs in rows.values() for r in rs)
+    info = soundfile.info(str(data.long_audio))
+    assert info.samplerate == 16000 and info.duration >= 40.0
+    assert data.other_language == "en" and len(data.other.read_text().splitlines()) == 5

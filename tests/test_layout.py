@@ -21,11 +21,12 @@ ALLOWED = {
     "models": {"base"},
     "scoring": {"base"},
     "synthetic": {"base"},
+    "corpora": {"base", "models"},  # real recordings fetched into the models' cache folder
     "decoding": {"base", "models"},
     "training": {"base", "models", "scoring", "decoding.hf_logits"},
-    "front": {"base", "models", "scoring", "synthetic", "decoding", "training", "front"},
+    "front": {"base", "models", "scoring", "synthetic", "corpora", "decoding", "training", "front"},
     "serve": {"base", "models", "decoding", "front"},
-    "cli": {"base", "models", "scoring", "synthetic", "decoding", "training", "front", "serve", "cli"},
+    "cli": {"base", "models", "scoring", "synthetic", "corpora", "decoding", "training", "front", "serve", "cli"},
 }
 
 
@@ -77,7 +78,7 @@ def part(name: str) -> str:
         return "cli"
     if top in BASE:
         return "base"
-    if top in ("models", "scoring", "synthetic", "decoding", "training", "serve"):
+    if top in ("models", "scoring", "synthetic", "corpora", "decoding", "training", "serve"):
         return top
     return "front"  # train, transcribe, evaluate, merge, export, demo, testing
 

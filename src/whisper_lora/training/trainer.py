@@ -157,16 +157,6 @@ class WhisperTrainer(Seq2SeqTrainer):
                                ignore_index=IGNORE_INDEX, label_smoothing=self.label_smoothing)
         return (loss, outputs) if return_outputs else loss
 
-    def _generation_precision(self):
-        """Validation transcripts on a CPU are generated in fp32 whatever the training precision,
-        as transcription on a CPU decodes (fp32), so the scores say what users will get; on a GPU
-        the training precision's autocast is kept."""
-        import torch
-
-        if self.args.device.type == "cpu" and (self.args.bf16 or self.args.fp16):
-            return torch.autocast("cpu", enabled=False)
-        return self.compute_loss_context_manager()
-
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
         import torch
 
@@ -185,7 +175,7 @@ class WhisperTrainer(Seq2SeqTrainer):
                             use_cache=True)  # training turns the cache off; decoding needs it
             if self.whisper_multilingual:
                 generate.update(language=list(languages), task=self.whisper_task)
-            with self._generation_precision():
+            with self.compute_loss_context_manager():
                 tokens = self.model.generate(**generate)
         if not isinstance(tokens, torch.Tensor):  # some generate paths return a dict-like output
             tokens = tokens["sequences"]
