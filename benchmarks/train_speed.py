@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import dataset, emit, matmul_peak, parse_result, peak_rss_mb  # noqa: E402
+from common import dataset, emit, matmul_peak, parse_result, peak_rss_mb, reference_train  # noqa: E402
 
 BASE = "bundled:tiny.en"
 # ours: the train command's defaults (each batch's clips packed into shared windows); ours-unpacked:
@@ -50,50 +50,11 @@ def audio_seconds(rows) -> float:
 
 
 def run_reference(data, out: Path, samples: int, batch: int) -> dict:
-    """The blog recipe, plainly."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
-
-    from whisper_lora import load_model
-    from whisper_lora.audio import load_audio
-    from whisper_lora.manifest import read_manifest
-
-    model, processor = load_model(BASE)
-    rows = read_manifest(data.train)
-    rows = (rows * (samples // len(rows) + 1))[:samples]
-
-    def prepare(row):
-        audio = load_audio(row.audio_path)
-        feats = processor.feature_extractor(audio, sampling_rate=16000).input_features[0]
-        return {"input_features": feats, "labels": processor.tokenizer(row.text).input_ids}
-
-    start = time.perf_counter()
-    train_set = [prepare(r) for r in rows]
-
-    def collate(features):
-        inputs = processor.feature_extractor.pad([{"input_features": f["input_features"]} for f in features],
-                                                 return_tensors="pt")
-        labels = processor.tokenizer.pad([{"input_ids": f["labels"]} for f in features], return_tensors="pt")
-        ids = labels["input_ids"].masked_fill(labels.attention_mask.ne(1), -100)
-        if (ids[:, 0] == model.config.decoder_start_token_id).all():
-            ids = ids[:, 1:]  # the model prepends it again when shifting labels right
-        inputs["labels"] = ids
-        return inputs
-
-    model.config.forced_decoder_ids = None
-    model = get_peft_model(model, LoraConfig(r=32, lora_alpha=64, target_modules=["q_proj", "v_proj"],
-                                             lora_dropout=0.05, bias="none"))
-    steps = samples // batch
-    args = Seq2SeqTrainingArguments(
-        output_dir=str(out), per_device_train_batch_size=batch, learning_rate=1e-3, warmup_steps=max(1, steps // 10),
-        max_steps=steps, logging_steps=max(1, steps // 4), save_strategy="no", report_to=[],
-        remove_unused_columns=False, label_names=["labels"], dataloader_num_workers=0, seed=42)
-    trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=train_set, data_collator=collate)
-    flops = step_flops(model, collate(train_set[:batch]))
-    trainer.train()
-    wall = time.perf_counter() - start
-    model.save_pretrained(out)
-    return {"wall": wall, "steps": steps, "audio_seconds": audio_seconds(rows), "flops_per_step": flops}
+    """The blog recipe, plainly (common.reference_train), on the same samples as ours."""
+    r = reference_train(BASE, data.train, out, language=None, batch=batch, max_steps=samples // batch,
+                        repeat_to=samples)
+    flops = step_flops(r["model"], r["collate"](r["train_set"][:batch]))
+    return {"wall": r["wall"], "steps": r["steps"], "audio_seconds": r["audio_seconds"], "flops_per_step": flops}
 
 
 def run_ours(data, out: Path, samples: int, batch: int, freeze_encoder: bool = False, pack: bool = True) -> dict:
