@@ -77,31 +77,34 @@ def test_joined_timestamp_items(english, english_clips):
 
 def test_packed_windows(english, english_clips):
     """A batch's clips share 30-s windows: each clip's text once, in order, within 30 s and the label
-    limit; timestamped clips keep one segment each, moved to where they start; languages and
-    target kinds are never mixed in a window."""
+    limit; languages are never mixed; a window's first clip decides its target kind, and in a
+    timestamped window each clip keeps one segment, moved to where it starts."""
     _, processor, maker = english
     rows = [Row(i + 1, str(path), text) for i, (path, text) in enumerate(english_clips)]
     stamped = frozenset({0, 1})
     data = SpeechDataset(rows, processor, maker, None, timestamped=stamped, raw=True, seed=1)
     items = [data[i] for i in range(len(rows))]
-    assert "audio" in items[2] and items[2]["segments"] is None
-    assert [len(items[i]["segments"]) for i in stamped] == [1, 1]
-    packer = WindowPacker(processor.feature_extractor, maker, 448, seed=1)
-    windows = packer(items)
+    assert "audio" in items[2] and not items[2]["timestamped"] and len(items[2]["segments"]) == 1
+    assert [items[i]["timestamped"] for i in stamped] == [True, True]
     tok, begin = processor.tokenizer, maker.tokens.timestamp_begin
-    assert sum(w["clips"] for w in windows) == len(items) and len(windows) < len(items)
-    texts = " ".join(tok.decode(w["labels"], skip_special_tokens=True) for w in windows)
-    for _, text in english_clips:
-        assert texts.count(text) == 1
-    timed = [w for w in windows if any(t >= begin for t in w["labels"])]
-    assert len(timed) == 1 and timed[0]["clips"] == 2
-    stamps = [(t - begin) * 0.02 for t in timed[0]["labels"] if t >= begin]
-    assert len(stamps) == 4 and stamps == sorted(stamps) and stamps[2] > stamps[1]  # the second starts later
+    for order in (items, items[::-1]):  # first the stamped clips lead a window, then the others do
+        packer = WindowPacker(processor.feature_extractor, maker, 448, seed=1)
+        windows = packer(order)
+        assert sum(w["clips"] for w in windows) == len(items) and len(windows) < len(items)
+        texts = " ".join(tok.decode(w["labels"], skip_special_tokens=True) for w in windows)
+        for _, text in english_clips:
+            assert texts.count(text) == 1
+        for w in windows:
+            assert w["timestamped"] == (w["indices"][0] in stamped)
+            stamps = [(t - begin) * 0.02 for t in w["labels"] if t >= begin]
+            assert len(stamps) == (2 * w["clips"] if w["timestamped"] else 0)
+            assert stamps == sorted(stamps) and all(b > a for a, b in zip(stamps[1::2], stamps[2::2]))
+        assert any(w["timestamped"] for w in windows) == (order is items)
     assert all(w["input_features"].shape == (80, 3000) for w in windows)
-    assert [w["labels"] for w in packer(items)] == [w["labels"] for w in windows]  # same batch, same windows
+    assert [w["labels"] for w in packer(order)] == [w["labels"] for w in windows]  # same batch, same windows
     tight = WindowPacker(processor.feature_extractor, maker, 20, seed=1)(items)
     assert len(tight) > len(windows) and all(len(w["labels"]) <= 20 or w["clips"] == 1 for w in tight)
-    batch = Collator(maker.tokens.start, packer=packer)(items)
+    batch = Collator(maker.tokens.start, packer=packer)(order)
     assert batch["input_features"].shape[0] == len(windows)
 
 

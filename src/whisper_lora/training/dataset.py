@@ -67,10 +67,11 @@ class SpeechDataset:
     def __getitem__(self, i: int) -> dict:
         row, language = self.rows[i], self.languages[i]
         samples = self._audio(i)
+        if self.raw:  # packed later; the window decides whether its target has timestamps
+            item = self._item(i, samples, language, row.text, own_segments(samples, row))
+            return {**item, "timestamped": i in self.timestamped}
         if i not in self.timestamped:
             return self._item(i, samples, language, row.text)
-        if self.raw:  # packed with other clips later, one segment per utterance
-            return self._item(i, samples, language, row.text, own_segments(samples, row))
         parts = [(samples, row)]
         rng = random.Random(f"{self.seed}|join|{i}")
         if self.join:
@@ -123,12 +124,15 @@ def _join(parts: list[tuple[np.ndarray, Row]], rng: random.Random) -> tuple[np.n
     return joined, segments
 
 
-def concat_with_pauses(clips: list[np.ndarray], rng: random.Random) -> tuple[np.ndarray, list[float]]:
-    """Clips one after another with PAUSE_SECONDS of silence between them: (audio, start of each, s)."""
+def concat_with_pauses(clips: list[np.ndarray], rng: random.Random | None = None,
+                       pauses: list[float] | None = None) -> tuple[np.ndarray, list[float]]:
+    """Clips one after another with silence between them, `pauses` (seconds, one per gap) or drawn
+    from PAUSE_SECONDS: (audio, start of each, s)."""
     pieces, starts, offset = [], [], 0
     for k, samples in enumerate(clips):
         if k:
-            pause = np.zeros(int(rng.uniform(*PAUSE_SECONDS) * audio.SAMPLE_RATE), np.float32)
+            seconds = pauses[k - 1] if pauses is not None else rng.uniform(*PAUSE_SECONDS)
+            pause = np.zeros(int(seconds * audio.SAMPLE_RATE), np.float32)
             pieces.append(pause)
             offset += len(pause)
         starts.append(offset / audio.SAMPLE_RATE)

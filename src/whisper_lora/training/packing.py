@@ -9,9 +9,12 @@ text, and the batch size still counts clips. Whisper was trained on 30-s windows
 several utterances, so packed windows are input it knows; the pauses are random, and which
 clips share a window changes every epoch with the sampler's shuffle.
 
-A window holds clips of one language and one target kind: text-only clips give one text,
-joined in order; timestamped clips keep one segment each (their own segments, or one over
-their speech), moved to where they start in the window.
+A window holds clips of one language. Its target is one kind: one text, the clips' joined in
+order, or timestamped, each clip keeping its segments (its own, or one over its speech) moved
+to where it starts in the window. Windows are filled first, whatever kind each clip was drawn
+for, and the kind decided per window after: a batch of 8 short clips split by kind needed a
+window more, and the fit is checked with the pauses actually drawn rather than the longest
+(on the Dutch training clips, 3.6 s on average: 266 windows an epoch instead of 317).
 """
 
 from __future__ import annotations
@@ -35,27 +38,39 @@ class WindowPacker:
     def __call__(self, items: list[dict]) -> list[dict]:
         # The same batch always gets the same pauses, so a resumed run repeats its windows.
         rng = random.Random(f"{self.seed}|pack|" + ",".join(str(it["index"]) for it in items))
-        groups: dict[tuple, list[dict]] = {}
+        groups: dict[str | None, list[dict]] = {}
         for it in items:
-            groups.setdefault((it["language"], it["segments"] is not None), []).append(it)
+            groups.setdefault(it["language"], []).append(it)
         windows = []
-        for (language, timestamped), group in groups.items():
-            open_windows: list[list[dict]] = []
+        for language, group in groups.items():
+            open_windows: list[tuple[list[dict], list[float]]] = []  # clips, and the pause before each
             for it in group:  # first fit, in the sampler's random order
-                for window in open_windows:
-                    if self._fits(window + [it], language, timestamped):
-                        window.append(it)
+                pause = rng.uniform(*PAUSE_SECONDS)
+                for clips, pauses in open_windows:
+                    if self._fits(clips + [it], pauses + [pause], language):
+                        clips.append(it)
+                        pauses.append(pause)
                         break
                 else:
-                    open_windows.append([it])
-            windows += [self._window(w, language, timestamped, rng) for w in open_windows]
+                    open_windows.append(([it], [0.0]))
+            windows += [self._window(clips, pauses, language) for clips, pauses in open_windows]
         return windows
 
-    def _fits(self, clips: list[dict], language: str | None, timestamped: bool) -> bool:
-        longest_pauses = PAUSE_SECONDS[1] * (len(clips) - 1) * audio.SAMPLE_RATE
-        if sum(len(c["audio"]) for c in clips) + longest_pauses > audio.N_SAMPLES:
+    def _fits(self, clips: list[dict], pauses: list[float], language: str | None) -> bool:
+        samples = sum(len(c["audio"]) for c in clips) + sum(int(p * audio.SAMPLE_RATE) for p in pauses)
+        if samples > audio.N_SAMPLES:
             return False
-        return len(self._labels(clips, [0.0] * len(clips), language, timestamped)) <= self.max_label_length
+        # Timestamped labels are the longer kind: a window that fits them fits either.
+        return len(self._labels(clips, self._starts(clips, pauses), language, True)) <= self.max_label_length
+
+    @staticmethod
+    def _starts(clips: list[dict], pauses: list[float]) -> list[float]:
+        starts, offset = [], 0
+        for clip, pause in zip(clips, pauses):
+            offset += int(pause * audio.SAMPLE_RATE)
+            starts.append(offset / audio.SAMPLE_RATE)
+            offset += len(clip["audio"])
+        return starts
 
     def _labels(self, clips: list[dict], starts: list[float], language: str | None, timestamped: bool) -> list[int]:
         if not timestamped:
@@ -65,9 +80,13 @@ class WindowPacker:
                     for c, start in zip(clips, starts) for s in c["segments"]]
         return self.label_maker.labels(" ".join(c["text"] for c in clips), language, segments, timestamps=True)
 
-    def _window(self, clips: list[dict], language: str | None, timestamped: bool, rng: random.Random) -> dict:
-        samples, starts = concat_with_pauses([c["audio"] for c in clips], rng)
+    def _window(self, clips: list[dict], pauses: list[float], language: str | None) -> dict:
+        samples = concat_with_pauses([c["audio"] for c in clips], pauses=pauses[1:])[0]
         features = self.feature_extractor(samples, sampling_rate=audio.SAMPLE_RATE,
                                           return_tensors="np").input_features[0]
-        return {"input_features": features, "labels": self._labels(clips, starts, language, timestamped),
-                "language": language, "index": -1, "clips": len(clips)}
+        # The window's first clip decides its target kind, so about the timestamp share of the
+        # windows (and of the clips) train with timestamps, drawn anew as the windows change.
+        timestamped = clips[0]["timestamped"]
+        labels = self._labels(clips, self._starts(clips, pauses), language, timestamped)
+        return {"input_features": features, "labels": labels, "language": language, "index": -1,
+                "clips": len(clips), "indices": [c["index"] for c in clips], "timestamped": timestamped}
