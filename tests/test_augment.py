@@ -85,6 +85,7 @@ def test_speech_dataset_augments_training_items_only(english, english_clips, tmp
     ({"early_stopping_patience": 0}, "--early_stopping_patience 0"),
     ({"spec_augment": True, "freeze_encoder": True}, "--spec_augment with --freeze_encoder"),
     ({"speed_perturb": True, "freeze_encoder": True}, "--speed_perturb with --freeze_encoder"),
+    ({"freeze_encoder": True, "freeze_decoder": True}, "--freeze_encoder with --freeze_decoder"),
     ({"early_stopping_patience": 2, "validation_file": None}, "--early_stopping_patience needs a validation set"),
 ])
 def test_bad_lever_values(tmp_path, changes, message):

@@ -264,6 +264,16 @@ def test_frozen_encoder_run_reuses_encoder_outputs(tiny_folder, manifests, tmp_p
     assert json.loads((out / "metrics.json").read_text())["global_step"] == 4
 
 
+def test_frozen_decoder_run_adapts_the_encoder_only(tiny_folder, manifests, tmp_path):
+    """--freeze_decoder: adapters in the encoder only, and the resolved regex says so."""
+    out = tmp_path / "output"
+    run_script(*fast_flags(tiny_folder, manifests, out, "--max_steps", "1", "--freeze_decoder"))
+    names = list(adapter_weights(out))
+    assert names and all(".encoder." in n for n in names)
+    regex = json.loads((out / "training_config.json").read_text())["resolved"]["lora_target_regex"]
+    assert regex.startswith(r"(?:model\.(encoder)\.") and "decoder" not in regex
+
+
 def test_multilingual_run_saves_language_and_task(tiny_multilingual_folder, manifests, tmp_path):
     """Multilingual model: per-row languages (a row's own wins) in training and in validation
     generation, task and timestamps, and a generation config that carries language and task."""

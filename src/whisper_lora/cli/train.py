@@ -69,6 +69,9 @@ def add_arguments(p: argparse.ArgumentParser, datasets: bool = False) -> None:
                         "(default: %(default)s)")
     g.add_argument("--freeze_encoder", action="store_true",
                    help="adapters in the decoder only (faster; learns words and style, not a new voice)")
+    g.add_argument("--freeze_decoder", action="store_true",
+                   help="adapters in the encoder only: learns voices and recording conditions and keeps the "
+                        "base model's language model (generalises better to sentences not in the training set)")
     g.add_argument("--use_rslora", action="store_true",
                    help="rank-stabilised LoRA: scale adapters by alpha/sqrt(r) instead of alpha/r")
     g.add_argument("--use_dora", action="store_true",

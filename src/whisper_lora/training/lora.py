@@ -5,10 +5,10 @@ from __future__ import annotations
 from .options import TrainOptions
 
 
-def lora_target_regex(modules: tuple[str, ...], freeze_encoder: bool) -> str:
+def lora_target_regex(modules: tuple[str, ...], stacks: tuple[str, ...] = ("encoder", "decoder")) -> str:
     """A regular expression peft full-matches against module names such as
-    model.encoder.layers.0.self_attn.q_proj or model.decoder.layers.3.fc1."""
-    stacks = "decoder" if freeze_encoder else "encoder|decoder"
+    model.encoder.layers.0.self_attn.q_proj or model.decoder.layers.3.fc1, in the given stacks."""
+    stacks = "|".join(stacks)
     attention = [m for m in modules if m.endswith("_proj")]
     feed_forward = [m for m in modules if m.startswith("fc")]
     parts = []
@@ -27,7 +27,7 @@ def add_lora(model, options: TrainOptions):
 
     quiet_peft_warnings()
     config = LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha, lora_dropout=options.lora_dropout,
-                        target_modules=lora_target_regex(options.lora_target_modules, options.freeze_encoder),
+                        target_modules=lora_target_regex(options.lora_target_modules, options.adapted_stacks),
                         use_rslora=options.use_rslora, use_dora=options.use_dora, bias="none")
     model = get_peft_model(model, config)
     if options.gradient_checkpointing:

@@ -98,6 +98,10 @@ class TrainOptions:
     # Adapters on the decoder only: the encoder is frozen as is (faster, less memory; learns
     # vocabulary and style rather than a new voice or acoustic condition).
     freeze_encoder: bool = False
+    # Adapters on the encoder only: the decoder, Whisper's language model, stays as it is. On the
+    # real Dutch speech the default (both stacks) wrote 9% WER on its training lines against 31%
+    # on held-out ones: the decoder learns the lines by heart; the encoder learns the voices.
+    freeze_decoder: bool = False
     # Pack each batch's clips into shared 30-s windows (packing.py): the encoder's cost is
     # per window, so short clips train several times faster in less memory. Off with
     # --freeze_encoder, whose encoder cache needs one clip per item.
@@ -206,6 +210,8 @@ class TrainOptions:
         need(not (self.eval_split and self.validation_file),
              "--eval_split and --validation_file both given: choose one validation set")
         need(not self.streaming or self.dataset_name, "--streaming goes with --dataset_name")
+        need(not (self.freeze_encoder and self.freeze_decoder),
+             "--freeze_encoder with --freeze_decoder: nothing would be trained; leave one out")
         need(not (self.streaming and self.freeze_encoder),
              "--streaming with --freeze_encoder: the encoder cache needs each clip's place in a list; leave one out")
         need(not self.streaming or self.max_steps > 0,
@@ -298,6 +304,12 @@ class TrainOptions:
     @property
     def has_validation(self) -> bool:
         return bool(self.validation_file or (self.eval_split and (self.dataset_name or self.train_file)))
+
+    @property
+    def adapted_stacks(self) -> tuple[str, ...]:
+        """The stacks (encoder, decoder) whose layers get adapters."""
+        return tuple(stack for stack, frozen in (("encoder", self.freeze_encoder), ("decoder", self.freeze_decoder))
+                     if not frozen)
 
     @property
     def resolved_eval_steps(self) -> int:

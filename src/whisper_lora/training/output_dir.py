@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 # Flags that make a resumed run a different recipe when they change (warned about, not refused).
 RECIPE_FLAGS = ("model_name_or_path", "train_file", "per_device_train_batch_size", "gradient_accumulation_steps",
-                "learning_rate", "lora_r", "lora_alpha", "lora_target_modules", "freeze_encoder", "seed",
+                "learning_rate", "lora_r", "lora_alpha", "lora_target_modules", "freeze_encoder", "freeze_decoder", "seed",
                 "load_in_8bit", "load_in_4bit")
 
 
@@ -161,7 +161,7 @@ def training_config(options: TrainOptions, precision: str, data: dict, language:
         "flags": options.as_dict(),
         "resolved": {"precision": precision, "language": language, "timestamp_share": timestamp_share,
                      "eval_steps": options.resolved_eval_steps,
-                     "lora_target_regex": lora_target_regex(options.lora_target_modules, options.freeze_encoder),
+                     "lora_target_regex": lora_target_regex(options.lora_target_modules, options.adapted_stacks),
                      "world_size": int(os.environ.get("WORLD_SIZE", "1"))},
         "command": sys.argv,
         "library_versions": library_versions(),
