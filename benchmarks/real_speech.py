@@ -128,7 +128,7 @@ def main() -> int:
     results = []
     for variant in args.variants.split(","):
         flags = recipes.get(variant, "")
-        proc = subprocess.run([sys.executable, __file__, "--child", variant, "--flags", flags, "--work",
+        proc = subprocess.run([sys.executable, __file__, "--child", variant, f"--flags={flags}", "--work",
                                str(args.work), "--epochs", str(args.epochs), "--reference_steps",
                                str(args.reference_steps)], capture_output=True, text=True,
                               env={**os.environ, "TQDM_DISABLE": "1"})
