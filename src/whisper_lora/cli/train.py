@@ -70,8 +70,8 @@ def add_arguments(p: argparse.ArgumentParser, datasets: bool = False) -> None:
     g.add_argument("--freeze_encoder", action="store_true",
                    help="adapters in the decoder only (faster; learns words and style, not a new voice)")
     g.add_argument("--freeze_decoder", action="store_true",
-                   help="adapters in the encoder only: learns voices and recording conditions and keeps the "
-                        "base model's language model (generalises better to sentences not in the training set)")
+                   help="adapters in the encoder only: the decoder (Whisper's language model) stays as it is; "
+                        "faster steps, but on real Dutch speech it learned less than the default")
     g.add_argument("--use_rslora", action="store_true",
                    help="rank-stabilised LoRA: scale adapters by alpha/sqrt(r) instead of alpha/r")
     g.add_argument("--use_dora", action="store_true",

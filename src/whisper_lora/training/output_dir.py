@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 
 # Flags that make a resumed run a different recipe when they change (warned about, not refused).
 RECIPE_FLAGS = ("model_name_or_path", "train_file", "per_device_train_batch_size", "gradient_accumulation_steps",
-                "learning_rate", "lora_r", "lora_alpha", "lora_target_modules", "freeze_encoder", "freeze_decoder", "seed",
-                "load_in_8bit", "load_in_4bit")
+                "learning_rate", "lora_r", "lora_alpha", "lora_target_modules", "freeze_encoder", "freeze_decoder",
+                "seed", "load_in_8bit", "load_in_4bit")
 
 
 def writable_output_dir(output_dir: str) -> Path:

@@ -14,7 +14,7 @@ order, or timestamped, each clip keeping its segments (its own, or one over its 
 to where it starts in the window. Windows are filled first, whatever kind each clip was drawn
 for, and the kind decided per window after: a batch of 8 short clips split by kind needed a
 window more, and the fit is checked with the pauses actually drawn rather than the longest
-(on the Dutch training clips, 3.6 s on average: 266 windows an epoch instead of 317).
+(simulated on the Dutch training clips, 3.6 s on average: 266 windows an epoch, not 317).
 """
 
 from __future__ import annotations
