@@ -65,6 +65,7 @@ class WindowPacker:
 
     @staticmethod
     def _starts(clips: list[dict], pauses: list[float]) -> list[float]:
+        """Where each clip would start (s): concat_with_pauses's starts, without building the audio."""
         starts, offset = [], 0
         for clip, pause in zip(clips, pauses):
             offset += int(pause * audio.SAMPLE_RATE)
@@ -81,12 +82,12 @@ class WindowPacker:
         return self.label_maker.labels(" ".join(c["text"] for c in clips), language, segments, timestamps=True)
 
     def _window(self, clips: list[dict], pauses: list[float], language: str | None) -> dict:
-        samples = concat_with_pauses([c["audio"] for c in clips], pauses=pauses[1:])[0]
+        samples, starts = concat_with_pauses([c["audio"] for c in clips], pauses=pauses[1:])
         features = self.feature_extractor(samples, sampling_rate=audio.SAMPLE_RATE,
                                           return_tensors="np").input_features[0]
         # The window's first clip decides its target kind, so about the timestamp share of the
         # windows (and of the clips) train with timestamps, drawn anew as the windows change.
         timestamped = clips[0]["timestamped"]
-        labels = self._labels(clips, self._starts(clips, pauses), language, timestamped)
+        labels = self._labels(clips, starts, language, timestamped)
         return {"input_features": features, "labels": labels, "language": language, "index": -1,
                 "clips": len(clips), "indices": [c["index"] for c in clips], "timestamped": timestamped}
