@@ -274,6 +274,33 @@ def test_frozen_decoder_run_adapts_the_encoder_only(tiny_folder, manifests, tmp_
     assert regex.startswith(r"(?:model\.(encoder)\.") and "decoder" not in regex
 
 
+def test_validation_transcripts_are_those_generate_gives_from_the_features(bundled_tiny_en, english_clips, tmp_path):
+    """Validation generates from the encoder output of its own loss pass (the encoder runs once
+    per window): its tokens must be those of a plain generate() on the same features (real
+    tiny.en on real speech, so each clip's transcript depends on its own audio)."""
+    import torch
+    from transformers import Seq2SeqTrainingArguments
+
+    from whisper_lora.audio import load_audio
+    from whisper_lora.training.trainer import WhisperTrainer
+
+    model, processor = bundled_tiny_en
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, generation_max_length=40)
+    trainer = WhisperTrainer(model=model, args=args, multilingual=False)
+    audio = [load_audio(path) for path, _ in english_clips[:3]]
+    features = processor.feature_extractor(audio, sampling_rate=16000, return_tensors="pt").input_features
+    labels = processor.tokenizer([text for _, text in english_clips[:3]], return_tensors="pt", padding=True)
+    labels = labels.input_ids.masked_fill(labels.attention_mask == 0, -100)
+    loss, tokens, _ = trainer.prediction_step(model.eval(), {"input_features": features, "labels": labels},
+                                              prediction_loss_only=False)
+    with torch.no_grad():
+        expected = model.generate(input_features=features, max_length=40)
+    assert torch.isfinite(loss)
+    texts = processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+    assert len(set(texts)) == 3  # three clips, three different transcripts
+    assert torch.equal(tokens, expected)
+
+
 def test_multilingual_run_saves_language_and_task(tiny_multilingual_folder, manifests, tmp_path):
     """Multilingual model: per-row languages (a row's own wins) in training and in validation
     generation, task and timestamps, and a generation config that carries language and task."""

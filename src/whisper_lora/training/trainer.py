@@ -164,11 +164,17 @@ class WhisperTrainer(Seq2SeqTrainer):
         inputs = {k: v for k, v in inputs.items() if k not in ("language", "index")}
         if prediction_loss_only:
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+        from transformers.modeling_outputs import BaseModelOutput
+
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad():
             with self.compute_loss_context_manager():
-                loss = model(**inputs).loss.detach().mean()
-            generate = dict(input_features=inputs["input_features"],
+                outputs = model(**inputs)
+            loss = outputs.loss.detach().mean()
+            # The loss pass already ran the encoder on these windows: generate from its output
+            # instead of encoding them a second time (the encoder is most of a validation's cost).
+            encoded = BaseModelOutput(last_hidden_state=outputs.encoder_last_hidden_state)
+            generate = dict(encoder_outputs=encoded,
                             max_length=self.args.generation_max_length,  # prefix included, as in HF
                             num_beams=self.args.generation_num_beams,
                             return_timestamps=self.whisper_timestamps,
