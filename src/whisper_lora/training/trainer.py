@@ -172,7 +172,7 @@ class WhisperTrainer(Seq2SeqTrainer):
                 outputs = model(**inputs)
             loss = outputs.loss.detach().mean()
             # The loss pass already ran the encoder on these windows: generate from its output
-            # instead of encoding them a second time (the encoder is most of a validation's cost).
+            # instead of encoding the same features a second time.
             encoded = BaseModelOutput(last_hidden_state=outputs.encoder_last_hidden_state)
             generate = dict(encoder_outputs=encoded,
                             max_length=self.args.generation_max_length,  # prefix included, as in HF
