@@ -128,17 +128,25 @@ def concat_with_pauses(clips: list[np.ndarray], rng: random.Random | None = None
                        pauses: list[float] | None = None) -> tuple[np.ndarray, list[float]]:
     """Clips one after another with silence between them, `pauses` (seconds, one per gap) or drawn
     from PAUSE_SECONDS: (audio, start of each, s)."""
-    pieces, starts, offset = [], [], 0
-    for k, samples in enumerate(clips):
-        if k:
-            seconds = pauses[k - 1] if pauses is not None else rng.uniform(*PAUSE_SECONDS)
-            pause = np.zeros(int(seconds * audio.SAMPLE_RATE), np.float32)
-            pieces.append(pause)
-            offset += len(pause)
-        starts.append(offset / audio.SAMPLE_RATE)
-        pieces.append(samples)
-        offset += len(samples)
+    if pauses is None:
+        pauses = [rng.uniform(*PAUSE_SECONDS) for _ in clips[1:]]
+    starts, _ = clip_starts([len(samples) for samples in clips], pauses)
+    pieces = [clips[0]]
+    for seconds, samples in zip(pauses, clips[1:]):
+        pieces += [np.zeros(int(seconds * audio.SAMPLE_RATE), np.float32), samples]
     return np.concatenate(pieces), starts
+
+
+def clip_starts(lengths: list[int], pauses: list[float]) -> tuple[list[float], int]:
+    """Where each of clips `lengths` samples long starts (s) when `pauses` (s, one per gap) lie
+    between them, and the samples of the whole: concat_with_pauses's layout without the audio."""
+    starts, offset = [], 0
+    for k, length in enumerate(lengths):
+        if k:
+            offset += int(pauses[k - 1] * audio.SAMPLE_RATE)
+        starts.append(offset / audio.SAMPLE_RATE)
+        offset += length
+    return starts, offset
 
 
 @dataclass

@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 
 from .. import audio
-from .dataset import PAUSE_SECONDS, concat_with_pauses
+from .dataset import PAUSE_SECONDS, clip_starts, concat_with_pauses
 from ..languages import NO_SPACE_LANGUAGES
 
 
@@ -57,21 +57,11 @@ class WindowPacker:
         return windows
 
     def _fits(self, clips: list[dict], pauses: list[float], language: str | None) -> bool:
-        samples = sum(len(c["audio"]) for c in clips) + sum(int(p * audio.SAMPLE_RATE) for p in pauses)
+        starts, samples = clip_starts([len(c["audio"]) for c in clips], pauses[1:])
         if samples > audio.N_SAMPLES:
             return False
         # Timestamped labels are the longer kind: a window that fits them fits either.
-        return len(self._labels(clips, self._starts(clips, pauses), language, True)) <= self.max_label_length
-
-    @staticmethod
-    def _starts(clips: list[dict], pauses: list[float]) -> list[float]:
-        """Where each clip would start (s): concat_with_pauses's starts, without building the audio."""
-        starts, offset = [], 0
-        for clip, pause in zip(clips, pauses):
-            offset += int(pause * audio.SAMPLE_RATE)
-            starts.append(offset / audio.SAMPLE_RATE)
-            offset += len(clip["audio"])
-        return starts
+        return len(self._labels(clips, starts, language, True)) <= self.max_label_length
 
     def _labels(self, clips: list[dict], starts: list[float], language: str | None, timestamped: bool) -> list[int]:
         if not timestamped:
