@@ -478,3 +478,35 @@ def test_out_of_memory_advice_names_the_fixes(manifests, tmp_path):
     assert "--per_device_train_batch_size 2 --gradient_accumulation_steps 4" in advice
     assert "--gradient_checkpointing" in advice and "--fp16" in advice and "smaller model" in advice
     assert "--gradient_checkpointing" not in out_of_memory_advice(opts.replace(gradient_checkpointing=True))
+
+
+def test_adalora_run_fixes_its_ranks_at_the_planned_step_and_loads_back(tiny_folder, manifests, english_clips,
+                                                                        tmp_path):
+    """--use_adalora: the rank schedule is laid over the steps the Trainer really takes (4 clips,
+    batch 2, 3 epochs: 6), so the budget is moved and the final ranks are saved with the adapter;
+    the output folder then loads and transcribes like any other."""
+    from whisper_lora.models import load_model
+    from whisper_lora.transcribe import TranscribeOptions, transcribe
+
+    out = tmp_path / "output"
+    run_script(*fast_flags(tiny_folder, manifests, out, "--num_train_epochs", "3", "--use_adalora",
+                           "--lora_r", "8", "--adalora_target_r", "2", "--save_steps", "6"))
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 6
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["peft_type"] == "ADALORA" and config["total_step"] == 6 and config["init_r"] == 8
+    ranks = config["rank_pattern"]  # layer -> which of its 8 ranks are kept: set at the final phase
+    assert ranks and all(len(kept) == 8 for kept in ranks.values())
+    assert sum(map(sum, ranks.values())) < 8 * len(ranks)  # the budget was cut, not left at init_r
+    model, _ = load_model(str(out))
+    assert type(model).__name__ == "PeftModel" and model.peft_config["default"].rank_pattern == ranks
+    summary = transcribe(str(out), [str(english_clips[0][0])], TranscribeOptions(), echo=False, progress=False)
+    assert not summary.failed
+
+
+def test_adalora_options_refused_with_dora_and_without_the_flag(manifests, tmp_path):
+    with pytest.raises(OptionsError, match="--use_adalora with --use_dora"):
+        options(manifests, tmp_path, use_adalora=True, use_dora=True)
+    with pytest.raises(OptionsError, match="--adalora_target_r goes with --use_adalora"):
+        options(manifests, tmp_path, adalora_target_r=4)
+    with pytest.raises(OptionsError, match="--adalora_target_r 64: .* between 1 and --lora_r"):
+        options(manifests, tmp_path, use_adalora=True, adalora_target_r=64)

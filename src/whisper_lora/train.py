@@ -23,6 +23,7 @@ the data, and only the first process (rank 0) writes files.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -89,7 +90,7 @@ def train(options: TrainOptions, callbacks=()) -> TrainResult:
     set_seed(options.seed)  # the new adapters' initial weights
     if kbit_flag(options):
         model = prepare_for_kbit(model, options)
-    model = add_lora(model, options)
+    model = add_lora(model, options, total_steps=planned_steps(options, len(train_set)) if options.use_adalora else None)
     if rank == 0:
         model.print_trainable_parameters()
         prepare_output_dir(output_dir, options, resume)
@@ -106,6 +107,17 @@ def train(options: TrainOptions, callbacks=()) -> TrainResult:
     except torch.cuda.OutOfMemoryError as exc:
         raise WhisperLoraError(out_of_memory_advice(options)) from exc
     return _finish(trainer, output, model, processor, output_dir, data, validated=eval_set is not None)
+
+
+def planned_steps(options: TrainOptions, rows: int) -> int:
+    """The optimizer steps the Trainer will take: --max_steps, else the epochs over batches of rows
+    shared among the processes, as transformers counts them."""
+    if options.max_steps > 0:
+        return options.max_steps
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    batches = math.ceil(rows / (options.per_device_train_batch_size * world_size))
+    per_epoch = max(batches // options.gradient_accumulation_steps, 1)
+    return max(math.ceil(options.num_train_epochs * per_epoch), 1)
 
 
 def _datasets(options: TrainOptions, processor, labels: LabelMaker) -> tuple[SpeechDataset, SpeechDataset | None, dict]:

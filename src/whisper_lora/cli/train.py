@@ -76,6 +76,11 @@ def add_arguments(p: argparse.ArgumentParser, datasets: bool = False) -> None:
                    help="rank-stabilised LoRA: scale adapters by alpha/sqrt(r) instead of alpha/r")
     g.add_argument("--use_dora", action="store_true",
                    help="DoRA: learn each adapted weight's magnitude and direction apart (slower steps)")
+    g.add_argument("--use_adalora", action="store_true",
+                   help="AdaLoRA: adapters start at --lora_r and the rank budget moves, while training, to the layers "
+                        "that need it most")
+    g.add_argument("--adalora_target_r", type=int, metavar="R",
+                   help="with --use_adalora: the average rank the adapters end at (default: half of --lora_r)")
     g.add_argument("--no_pack_clips", dest="pack_clips", action="store_false", default=default("pack_clips"),
                    help="one clip per 30-s encoder window instead of packing each batch's clips together")
 

@@ -189,19 +189,23 @@ def _load_adapter(folder: Path, cache_dir, dtype, merge: bool):
     return model, processor
 
 
-# peft asks transformers a question transformers has renamed (is_gradient_checkpointing): a
-# FutureWarning on every adapter load and training run that is not a problem of the user's.
-_PEFT_WARNING = ".*is_gradient_checkpointing.*deprecated"
+# Warnings of peft's that are no problem of the user's: peft asks transformers a question
+# transformers has renamed (is_gradient_checkpointing), on every adapter load and training run;
+# and loading an AdaLoRA adapter, peft's check of LoRA-style rank patterns misreads AdaLoRA's own
+# (keyed by its lora_E weights, which AdaLoRA itself resizes by: the keys are not ignored).
+_PEFT_WARNINGS = ((".*is_gradient_checkpointing.*deprecated", FutureWarning),
+                  (r"The following rank_pattern keys did not match(?s:.)*\.lora_E'", RuntimeWarning))
 
 
 def quiet_peft_warnings() -> None:
-    """Ignore peft's FutureWarning about is_gradient_checkpointing; call it before peft wraps a
-    model (PeftModel.from_pretrained, get_peft_model). The filter is added only when it is missing:
-    adding one makes Python forget which warnings it has shown, so they would be shown again."""
-    for action, message, category, _, _ in warnings.filters:
-        if action == "ignore" and category is FutureWarning and message and message.pattern == _PEFT_WARNING:
-            return
-    warnings.filterwarnings("ignore", message=_PEFT_WARNING, category=FutureWarning)
+    """Ignore the _PEFT_WARNINGS; call it before peft wraps a model (PeftModel.from_pretrained,
+    get_peft_model). A filter is added only when it is missing: adding one makes Python forget
+    which warnings it has shown, so they would be shown again."""
+    present = {(message.pattern, category) for action, message, category, _, _ in warnings.filters
+               if action == "ignore" and message is not None}
+    for pattern, category in _PEFT_WARNINGS:
+        if (pattern, category) not in present:
+            warnings.filterwarnings("ignore", message=pattern, category=category)
 
 
 # Files faster-whisper reads from a model folder besides model.bin.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import TrainOptions
+from .options import ADALORA_INTERVAL, ADALORA_PHASES, TrainOptions
 
 
 def lora_target_regex(modules: tuple[str, ...], stacks: tuple[str, ...] = ("encoder", "decoder")) -> str:
@@ -19,17 +19,15 @@ def lora_target_regex(modules: tuple[str, ...], stacks: tuple[str, ...] = ("enco
     return "|".join(f"(?:{p})" for p in parts)
 
 
-def add_lora(model, options: TrainOptions):
-    """The base model, frozen, with trainable LoRA adapters on the chosen layers."""
-    from peft import LoraConfig, get_peft_model
+def add_lora(model, options: TrainOptions, total_steps: int | None = None):
+    """The base model, frozen, with trainable LoRA adapters on the chosen layers. total_steps:
+    the optimizer steps the run will take, which AdaLoRA's rank schedule is laid out over."""
+    from peft import get_peft_model
 
     from ..models import quiet_peft_warnings
 
     quiet_peft_warnings()
-    config = LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha, lora_dropout=options.lora_dropout,
-                        target_modules=lora_target_regex(options.lora_target_modules, options.adapted_stacks),
-                        use_rslora=options.use_rslora, use_dora=options.use_dora, bias="none")
-    model = get_peft_model(model, config)
+    model = get_peft_model(model, lora_config(options, total_steps))
     if options.gradient_checkpointing:
         # With every base weight frozen, nothing entering a checkpointed layer needs a gradient:
         # reentrant checkpointing (torch's old default, and what DeepSpeed or peft's k-bit helper
@@ -40,3 +38,24 @@ def add_lora(model, options: TrainOptions):
         # embedding) makes either kind right, for the cost of one small convolution's backward.
         model.enable_input_require_grads()
     return model
+
+
+def lora_config(options: TrainOptions, total_steps: int | None = None):
+    """peft's config for the adapters: LoRA (with rsLoRA or DoRA), or AdaLoRA, which needs the
+    run's length to lay out its rank schedule."""
+    from peft import AdaLoraConfig, LoraConfig
+
+    common = dict(lora_alpha=options.lora_alpha, lora_dropout=options.lora_dropout, bias="none",
+                  target_modules=lora_target_regex(options.lora_target_modules, options.adapted_stacks))
+    if not options.use_adalora:
+        return LoraConfig(r=options.lora_r, use_rslora=options.use_rslora, use_dora=options.use_dora, **common)
+    if not total_steps or total_steps < 1:
+        raise ValueError("AdaLoRA needs the run's number of optimizer steps")
+    held_first, held_last = (int(share * total_steps) for share in ADALORA_PHASES)
+    # The ranks are fixed (and saved as the adapter's rank_pattern) at step total - held_last,
+    # so that step must come: at least one held last step, and the first phase ends before it.
+    held_last = max(held_last, 1) if total_steps > 1 else 0
+    held_first = min(held_first, max(total_steps - held_last - 1, 0))
+    return AdaLoraConfig(init_r=options.lora_r, target_r=options.resolved_adalora_target_r, total_step=total_steps,
+                         tinit=held_first, tfinal=held_last, deltaT=ADALORA_INTERVAL, **common)
+

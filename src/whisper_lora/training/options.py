@@ -111,6 +111,12 @@ class TrainOptions:
     # direction are learnt apart; slower steps (its norm is recomputed every forward pass).
     use_rslora: bool = False
     use_dora: bool = False
+    # AdaLoRA (peft): every adapter starts at rank lora_r, and while training the rank budget moves
+    # to the layers whose updates matter most (by gradient sensitivity), ending at an average of
+    # adalora_target_r (None: half of lora_r). peft's schedule: budget fixed for the first 10% of
+    # steps, cut down until 70%, kept for the rest (ADALORA_PHASES).
+    use_adalora: bool = False
+    adalora_target_r: int | None = None
 
     # --- augmentation (training clips only) ----------------------------------------------------
     # SpecAugment, Whisper's own: while training, the encoder zeroes runs of 10 time steps
@@ -235,6 +241,13 @@ class TrainOptions:
         need(self.lora_r >= 1, f"--lora_r {self.lora_r}: the LoRA rank must be at least 1 (4-64 is usual)")
         need(self.lora_alpha > 0, f"--lora_alpha {self.lora_alpha}: must be positive (usually 2x --lora_r)")
         need(0.0 <= self.lora_dropout < 1.0, f"--lora_dropout {self.lora_dropout}: must be in [0, 1)")
+        need(not (self.use_adalora and (self.use_dora or self.use_rslora)),
+             f"--use_adalora with --use_{'dora' if self.use_dora else 'rslora'}: AdaLoRA scales and prunes its "
+             "adapters its own way (peft supports neither with it); leave one out")
+        need(self.adalora_target_r is None or self.use_adalora, "--adalora_target_r goes with --use_adalora")
+        need(self.adalora_target_r is None or 1 <= self.adalora_target_r <= self.lora_r,
+             f"--adalora_target_r {self.adalora_target_r}: the average rank AdaLoRA ends at, between 1 and "
+             f"--lora_r ({self.lora_r}), where every adapter starts")
         need(self.lora_target_modules, "--lora_target_modules: name at least one of " + ", ".join(LORA_MODULES))
         unknown = [m for m in self.lora_target_modules if m not in LORA_MODULES]
         need(not unknown, f"--lora_target_modules {' '.join(unknown)}: unknown; choose from {', '.join(LORA_MODULES)}")
@@ -312,6 +325,10 @@ class TrainOptions:
                      if not frozen)
 
     @property
+    def resolved_adalora_target_r(self) -> int:
+        return self.adalora_target_r or max(1, self.lora_r // 2)
+
+    @property
     def resolved_eval_steps(self) -> int:
         return self.eval_steps if self.eval_steps is not None else self.save_steps
 
@@ -362,6 +379,12 @@ class TrainOptions:
     def replace(self, **changes) -> TrainOptions:
         return replace(self, **changes)
 
+
+# AdaLoRA's three phases, as shares of all optimizer steps: the rank budget is held for the
+# first ADALORA_PHASES[0] (the adapters learn before their importance is judged), held again
+# for the last ADALORA_PHASES[1] (the chosen ranks train to the end), and cut in between.
+ADALORA_PHASES = (0.1, 0.3)
+ADALORA_INTERVAL = 10  # steps between two reallocations of the rank budget
 
 # Share of targets with timestamp tokens when --timestamps is not given: enough that the
 # model keeps writing timestamps after fine-tuning (measured: see the report / tests).

@@ -57,6 +57,8 @@ def make_trainer(options: TrainOptions, model, processor, train_set, eval_set, o
                    CheckpointExtrasCallback(output_dir, model.generation_config)],
         task=options.task, multilingual=multilingual, timestamps=options.timestamps,
         encoder_cache=EncoderCache() if options.freeze_encoder else None, label_smoothing=options.label_smoothing)
+    if options.use_adalora:
+        trainer.add_callback(AdaLoraBudgetCallback())
     if options.early_stopping_patience is not None:
         trainer.add_callback(EarlyStoppingCallback(options.early_stopping_patience))
     trainer.remove_callback(ProgressCallback)
@@ -230,6 +232,15 @@ class FinalStepCallback(TrainerCallback):
         if state.global_step >= state.max_steps:
             control.should_save = True
             control.should_evaluate = self.evaluate
+        return control
+
+
+class AdaLoraBudgetCallback(TrainerCallback):
+    """--use_adalora: move the rank budget after each optimizer step, while that step's gradients
+    are still there (peft's update_and_allocate reads them; the Trainer zeroes them right after)."""
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        model.base_model.update_and_allocate(state.global_step)
         return control
 
 
