@@ -90,7 +90,7 @@ def train(options: TrainOptions, callbacks=()) -> TrainResult:
     set_seed(options.seed)  # the new adapters' initial weights
     if kbit_flag(options):
         model = prepare_for_kbit(model, options)
-    model = add_lora(model, options, total_steps=planned_steps(options, len(train_set)) if options.use_adalora else None)
+    model = add_lora(model, options, total_steps=planned_steps(options, train_set) if options.use_adalora else None)
     if rank == 0:
         model.print_trainable_parameters()
         prepare_output_dir(output_dir, options, resume)
@@ -109,13 +109,14 @@ def train(options: TrainOptions, callbacks=()) -> TrainResult:
     return _finish(trainer, output, model, processor, output_dir, data, validated=eval_set is not None)
 
 
-def planned_steps(options: TrainOptions, rows: int) -> int:
-    """The optimizer steps the Trainer will take: --max_steps, else the epochs over batches of rows
-    shared among the processes, as transformers counts them."""
+def planned_steps(options: TrainOptions, train_set) -> int:
+    """The optimizer steps the Trainer will take: --max_steps (a stream has no length, and needs
+    it), else the epochs over batches of the training rows shared among the processes, as
+    transformers counts them."""
     if options.max_steps > 0:
         return options.max_steps
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    batches = math.ceil(rows / (options.per_device_train_batch_size * world_size))
+    batches = math.ceil(len(train_set) / (options.per_device_train_batch_size * world_size))
     per_epoch = max(batches // options.gradient_accumulation_steps, 1)
     return max(math.ceil(options.num_train_epochs * per_epoch), 1)
 

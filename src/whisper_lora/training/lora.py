@@ -58,4 +58,3 @@ def lora_config(options: TrainOptions, total_steps: int | None = None):
     held_first = min(held_first, max(total_steps - held_last - 1, 0))
     return AdaLoraConfig(init_r=options.lora_r, target_r=options.resolved_adalora_target_r, total_step=total_steps,
                          tinit=held_first, tfinal=held_last, deltaT=ADALORA_INTERVAL, **common)
-
