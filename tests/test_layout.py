@@ -13,7 +13,7 @@ import whisper_lora
 
 PACKAGE = Path(whisper_lora.__file__).parent
 BASE = {"errors", "audio", "tokens", "languages", "devices", "fileio", "run_files", "manifest", "validation", "hf_data",
-        "subtitles", "cue_clips", "joined"}
+        "subtitles", "cue_clips", "joined", "glossary", "lm"}
 # What each part may import besides itself. Stages sit above the base; decoding reads models,
 # training reads models, scores its validation and quiets generate; the front doors use any stage.
 ALLOWED = {
