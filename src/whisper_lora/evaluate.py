@@ -54,6 +54,7 @@ class EvaluateOptions:
     max_samples: int | None = None  # evaluate the first N rows only (quick checks)
     worst: int = 10  # worst utterances listed per model in the report
     pack: bool = True  # short clips share 30-s windows, as `transcribe` decodes them (False: one per window)
+    glossary: str | None = None  # domain terms, one per line: decoded as `transcribe --glossary` does
 
     def __post_init__(self):
         if isinstance(self.models, (str, bytes)):
@@ -75,6 +76,10 @@ class EvaluateOptions:
             raise OptionsError(f"--max_samples {self.max_samples}: must be at least 1")
         if self.worst < 0:
             raise OptionsError(f"--worst {self.worst}: must be 0 or more")
+        if self.glossary is not None:
+            from .glossary import Glossary
+
+            Glossary.read(self.glossary)  # its errors before any model loads
 
 
 @dataclass(frozen=True)
@@ -171,7 +176,7 @@ def transcribe_rows(spec: str, rows, options: EvaluateOptions) -> tuple[list[str
     # Temperature 0 only: the fallback to sampling would make scores change from run to run.
     decoding = TranscribeOptions(device=options.device, batch_size=options.batch_size, beam_size=options.beam_size,
                                  precision=options.precision, temperatures=(0.0,), cache_dir=options.cache_dir,
-                                 pack=options.pack)
+                                 pack=options.pack, glossary=options.glossary)
     # Rows sharing a decoding language are decoded together; None lets the model detect it.
     groups: dict[str | None, list[int]] = {}
     for i, row in enumerate(rows):

@@ -25,10 +25,12 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .audio import SAMPLE_RATE, load_audio
+from .biasing import decode_with_glossary
 from .errors import AudioError, OptionsError
 from .decoding.guards import is_quiet
 from .decoding.results import Decoded, FileResult, Segment, join_segments
 from .decoding.options import TranscribeOptions
+from .glossary import Glossary
 from .run_files import ADAPTER_CONFIG
 
 log = logging.getLogger(__name__)
@@ -49,9 +51,18 @@ class Transcriber:
     .pt checkpoint, training output folder) or `from_model` (a loaded transformers model and
     processor, e.g. straight from training)."""
 
-    def __init__(self, backend, model_name: str):
+    def __init__(self, backend, model_name: str, glossary: Glossary | None = None):
         self.backend = backend  # a decoding.backend.Backend: HFBackend or CT2Backend
         self.model_name = model_name
+        if glossary is None and backend.options.glossary:
+            glossary = Glossary.read(backend.options.glossary)
+        if glossary is not None:
+            self.check_glossary(glossary)
+        self.glossary = glossary  # decode every file twice where its terms are heard (biasing.py)
+
+    def check_glossary(self, glossary: Glossary) -> None:
+        """Every term fits in this model's prompt (GlossaryError naming the line if not)."""
+        glossary.check_tokens(self.backend.encode_text)
 
     @property
     def options(self) -> TranscribeOptions:
@@ -62,6 +73,7 @@ class Transcriber:
     def from_spec(cls, spec: str | os.PathLike, options: TranscribeOptions | None = None) -> "Transcriber":
         options = options or TranscribeOptions()
         spec = str(spec)
+        glossary = Glossary.read(options.glossary) if options.glossary else None  # its errors before the model loads
         if options.vad:  # before the model loads: a missing VAD model is found at once
             from .decoding.vad import require
 
@@ -70,19 +82,19 @@ class Transcriber:
             from .decoding.ct2 import CT2Backend
             from .models import ct2_folder
 
-            return cls(CT2Backend(ct2_folder(spec, options.cache_dir), options, model_name=spec), spec)
+            return cls(CT2Backend(ct2_folder(spec, options.cache_dir), options, model_name=spec), spec, glossary)
         from .models import is_adapter_folder, load_model
 
         model, processor = load_model(spec, cache_dir=options.cache_dir,
                                       merge=options.merge and is_adapter_folder(spec))
-        return cls.from_model(model, processor, options, model_name=spec)
+        return cls.from_model(model, processor, options, model_name=spec, glossary=glossary)
 
     @classmethod
     def from_model(cls, model, processor, options: TranscribeOptions | None = None,
-                   model_name: str = "model") -> "Transcriber":
+                   model_name: str = "model", glossary: Glossary | None = None) -> "Transcriber":
         from .decoding.hf import HFBackend
 
-        return cls(HFBackend(model, processor, options or TranscribeOptions(), model_name), model_name)
+        return cls(HFBackend(model, processor, options or TranscribeOptions(), model_name), model_name, glossary)
 
     def transcribe_array(self, audio: np.ndarray, path: str = "<array>") -> FileResult:
         """One mono float32 16 kHz array (any length) -> FileResult."""
@@ -92,8 +104,15 @@ class Transcriber:
         duration = len(audio) / SAMPLE_RATE
         if is_quiet(audio, self.options):
             return _result(path, duration, self._silent())
-        decode = self.backend.decode_long if duration > LONG_SECONDS else self.backend.decode_short
-        return _result(path, duration, self._drop_quiet_segments(audio, decode([audio])[0]))
+        return _result(path, duration, self._drop_quiet_segments(audio, self._decode([audio], duration > LONG_SECONDS)[0]))
+
+    def _decode(self, audios: list[np.ndarray], long: bool, glossary: Glossary | None = None) -> list[Decoded]:
+        """Short (<= 30 s) or long audio decoded, twice where a glossary's terms are heard."""
+        decoded = (self.backend.decode_long if long else self.backend.decode_short)(audios)
+        glossary = glossary or self.glossary
+        if glossary is None:
+            return decoded
+        return decode_with_glossary(self.backend, audios, decoded, glossary, long)
 
     def _silent(self) -> Decoded:
         return Decoded([], self.options.language, None)
@@ -118,13 +137,17 @@ class Transcriber:
             return decoded
         return Decoded(kept, decoded.language, decoded.language_probability)
 
-    def transcribe_arrays(self, audios: list[np.ndarray], names: list[str] | None = None) -> list[FileResult]:
+    def transcribe_arrays(self, audios: list[np.ndarray], names: list[str] | None = None,
+                          glossary: Glossary | None = None) -> list[FileResult]:
         """Mono float32 16 kHz arrays (any lengths) -> FileResults in the same order, decoded
-        together as transcribe_files decodes files: short ones packed and batched."""
+        together as transcribe_files decodes files: short ones packed and batched. glossary:
+        instead of the Transcriber's (a server's request field), checked against the model."""
         names = names or [f"<array {i}>" for i in range(len(audios))]
         files = [(i, name, np.asarray(audio, dtype=np.float32)) for i, (name, audio) in
                  enumerate(zip(names, audios, strict=True))]
-        done = dict(self._transcribe_read(files))
+        if glossary is not None:
+            self.check_glossary(glossary)
+        done = dict(self._transcribe_read(files, glossary))
         return [done[i] for i in range(len(files))]
 
     def transcribe_files(self, paths: Iterable[str | os.PathLike]) -> Iterator[FileResult]:
@@ -156,7 +179,7 @@ class Transcriber:
         if files:
             yield files
 
-    def _transcribe_read(self, files):
+    def _transcribe_read(self, files, glossary: Glossary | None = None):
         """Yield (index, FileResult) for every file read ahead (_read_ahead); errors first, then batches."""
         short, long = [], []
         for index, path, audio in files:
@@ -170,12 +193,12 @@ class Transcriber:
                 short.append((index, path, audio))
         # Longest first: files of similar length end their decoding at similar steps, and memory
         # peaks on the first batch, where it shows at once.
-        for group, decode, size in ((short, self.backend.decode_short, self.backend.files_per_call),
-                                    (long, self.backend.decode_long, self.options.batch_size)):
+        for group, is_long, size in ((short, False, self.backend.files_per_call),
+                                     (long, True, self.options.batch_size)):
             group.sort(key=lambda item: -len(item[2]))
             for start in range(0, len(group), size):
                 batch = group[start:start + size]
-                decoded = decode([audio for _, _, audio in batch])
+                decoded = self._decode([audio for _, _, audio in batch], is_long, glossary)
                 for (index, path, audio), dec in zip(batch, decoded):
                     yield index, _result(path, len(audio) / SAMPLE_RATE, self._drop_quiet_segments(audio, dec))
 

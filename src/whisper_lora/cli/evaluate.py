@@ -1,6 +1,7 @@
 """`whisper-lora evaluate --model SPEC [--model SPEC2 ...] --data MANIFEST`: WER/CER side by side."""
 
 from ..evaluate import EvaluateOptions, evaluate
+from .transcribe import add_glossary_argument
 from ..scoring.report import markdown_table, results_table
 
 
@@ -32,6 +33,7 @@ def add_parser(subparsers):
                    help="decode each clip in a window of its own (default: several clips share a window, as "
                         "`transcribe` decodes them, when the language is known)")
     p.add_argument("--worst", type=int, default=10, help="worst utterances listed per model (default: %(default)s)")
+    add_glossary_argument(p)
     p.set_defaults(func=run)
 
 
@@ -39,7 +41,8 @@ def run(args) -> int:
     evaluation = evaluate(EvaluateOptions(
         models=tuple(args.models), data=args.data, language=args.language, output_dir=args.output_dir,
         batch_size=args.batch_size, beam_size=args.beam_size, precision=args.precision, device=args.device,
-        cache_dir=args.cache_dir, max_samples=args.max_samples, worst=args.worst, pack=args.pack))
+        cache_dir=args.cache_dir, max_samples=args.max_samples, worst=args.worst, pack=args.pack,
+        glossary=args.glossary))
     print(markdown_table(results_table(evaluation)))
     for name, path in evaluation.files.items():
         if name in ("report.html", "report.md", "results.json"):

@@ -11,6 +11,7 @@ import sys
 
 from ..decoding.options import BACKENDS, DEVICES, LONG_FORMS, TASKS
 from ..decoding.writers import FORMATS
+from ..glossary import MAX_TERMS
 
 
 def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
@@ -53,6 +54,7 @@ def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
         prec.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
                           help="float32 arithmetic throughout (the default on a CPU is float32 with the "
                                "output projection in int8: faster, as accurate)")
+    add_glossary_argument(p)
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="hf (transformers) or ct2 (faster-whisper on a CTranslate2 folder); auto: ct2 for a "
                         "CTranslate2 folder, else hf")
@@ -84,6 +86,14 @@ def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
     p.set_defaults(precision="auto")
 
 
+def add_glossary_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--glossary", metavar="TXT",
+                   help=f"domain terms, one per line (UTF-8; thousands allowed): each file is decoded, then again "
+                        f"with the at most {MAX_TERMS} terms its text comes close to in the prompt (Whisper's prompt "
+                        "holds 223 tokens, and terms the audio does not say only distract it); the second pass's "
+                        "words are kept where they write a term")
+
+
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "transcribe", help="transcribe audio files with any model, adapter or export",
@@ -104,7 +114,7 @@ def run(args) -> int:
         backend=args.backend, pack=getattr(args, "pack", True), cache_dir=getattr(args, "cache_dir", None),
         compute_type=getattr(args, "compute_type", None), long_form=getattr(args, "long_form", "batched"),
         word_timestamps=getattr(args, "word_timestamps", False), initial_prompt=getattr(args, "initial_prompt", None),
-        hotwords=getattr(args, "hotwords", None), vad=getattr(args, "vad", False))
+        hotwords=getattr(args, "hotwords", None), vad=getattr(args, "vad", False), glossary=args.glossary)
     paths = list(getattr(args, "files", None) or []) + list(args.audio_path or [])
     if args.audio_list:
         paths += read_audio_list(args.audio_list)

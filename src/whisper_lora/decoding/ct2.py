@@ -19,6 +19,7 @@ import numpy as np
 from ..audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE
 from ..devices import pick_device
 from ..errors import ModelLoadError, OptionsError
+from ..glossary import prompt_text
 from .backend import Backend
 from .guards import verdict
 from .options import FALLBACK_SEED, TranscribeOptions
@@ -82,6 +83,10 @@ class CT2Backend(Backend):
         self.options = options.check_for_model(self.multilingual, model_name)
         self._tokenizers = {}
 
+    def encode_text(self, text: str) -> list[int]:
+        """Text tokens of `text` (no special tokens): how long a prompt it makes."""
+        return self.model.hf_tokenizer.encode(text, add_special_tokens=False).ids
+
     def _tokenizer(self, language: str):
         from faster_whisper.tokenizer import Tokenizer
 
@@ -98,7 +103,7 @@ class CT2Backend(Backend):
                          for a in audios])
 
     def decode_batch(self, audios: list[np.ndarray], timestamps: bool | None = None, retry: bool = True,
-                     languages: list[str] | None = None) -> tuple[list[Decoded], list[bool]]:
+                     languages: list[str] | None = None, terms=None) -> tuple[list[Decoded], list[bool]]:
         """One batch: (Decoded per audio, trouble per audio); see Backend.decode_batch. The files
         in trouble are decoded again, one by one, by faster-whisper's own fallback (_sequential)."""
         from faster_whisper.transcribe import get_suppressed_tokens
@@ -114,15 +119,23 @@ class CT2Backend(Backend):
                      for tok_probs in self.model.model.detect_language(encoded)]
         else:
             langs = [(opts.language or "en", None)] * len(audios)
-        prompts = [self._prompt(self._tokenizer(code), timestamps) for code, _ in langs]
+        terms = terms or [()] * len(audios)
+        prompts = [self._prompt(self._tokenizer(code), timestamps, row) for (code, _), row in zip(langs, terms)]
         tokenizer = self._tokenizer(langs[0][0])  # the language only changes the prompt
-        limit = min(self.model.max_length, max(map(len, prompts)) + opts.max_new_tokens)
-        results = self.model.model.generate(
-            encoded, prompts, beam_size=opts.beam_size, max_length=limit,
-            return_scores=True, return_no_speech_prob=True, suppress_blank=True,
-            suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])))
+        results, limits = [None] * len(audios), [0] * len(audios)
+        # CTranslate2 needs <|startoftranscript|> at the same place in every row of a call: rows
+        # whose prompts (glossary terms) differ in length are decoded in one call per length.
+        for length in dict.fromkeys(map(len, prompts)):
+            rows = [i for i, prompt in enumerate(prompts) if len(prompt) == length]
+            limit = min(self.model.max_length, length + opts.max_new_tokens)
+            out = self.model.model.generate(
+                encoded if len(rows) == len(audios) else _rows_of(encoded, rows), [prompts[i] for i in rows],
+                beam_size=opts.beam_size, max_length=limit, return_scores=True, return_no_speech_prob=True,
+                suppress_blank=True, suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])))
+            for i, result in zip(rows, out):
+                results[i], limits[i] = result, limit
         decoded, avg_logprobs, truncated, pieces = [], [], [], []
-        for result, prompt, (code, prob), duration in zip(results, prompts, langs, durations):
+        for result, prompt, limit, (code, prob), duration in zip(results, prompts, limits, langs, durations):
             tokens = result.sequences_ids[0]
             # faster-whisper's mean log-probability: the score covers the tokens plus the end token.
             avg_logprobs.append(result.scores[0] * len(tokens) / (len(tokens) + 1))
@@ -138,14 +151,21 @@ class CT2Backend(Backend):
         if not (retry and any(trouble) and len(opts.temperatures) > 1):
             return decoded, trouble
         for i in (i for i, bad in enumerate(trouble) if bad):
-            decoded[i] = self._sequential(audios[i], decoded[i].language, decoded[i].language_probability)
+            decoded[i] = self._sequential(audios[i], decoded[i].language, decoded[i].language_probability, terms[i])
         return decoded, [False] * len(audios)
 
-    def _prompt(self, tokenizer, timestamps: bool) -> list[int]:
-        """faster-whisper's prompt: hotwords and the initial prompt before the start sequence."""
+    def _prompt(self, tokenizer, timestamps: bool, terms=()) -> list[int]:
+        """faster-whisper's prompt: hotwords (with the glossary terms after them, best first:
+        faster-whisper keeps the first tokens that fit) and the initial prompt before the start sequence."""
         opts = self.options
         previous = tokenizer.encode(" " + opts.initial_prompt.strip()) if opts.initial_prompt else []
-        return self.model.get_prompt(tokenizer, previous, without_timestamps=not timestamps, hotwords=opts.hotwords)
+        return self.model.get_prompt(tokenizer, previous, without_timestamps=not timestamps,
+                                     hotwords=self._hotwords(terms))
+
+    def _hotwords(self, terms=()) -> str | None:
+        """options.hotwords followed by the glossary terms, or None for neither."""
+        text = " ".join(t.strip() for t in (self.options.hotwords, prompt_text(terms)) if t and t.strip())
+        return text or None
 
     def _add_words(self, encoded, decoded: list[Decoded], pieces, samples: list[int], skip=None) -> None:
         """Word timestamps from CTranslate2's alignment (its DTW over the alignment heads), then
@@ -171,7 +191,7 @@ class CT2Backend(Backend):
                                                words.place(pieces[i], timed, tokenizer.decode)),
                                               samples[i] / SAMPLE_RATE)
 
-    def _sequential(self, audio: np.ndarray, language: str | None, probability: float | None) -> Decoded:
+    def _sequential(self, audio: np.ndarray, language: str | None, probability: float | None, terms=()) -> Decoded:
         """faster-whisper's WhisperModel.transcribe: openai-whisper's algorithm, fallback included.
         language None: detected by faster-whisper (on the first 30 s) and reported."""
         import ctranslate2
@@ -184,13 +204,13 @@ class CT2Backend(Backend):
             log_prob_threshold=opts.logprob_threshold, no_speech_threshold=opts.no_speech_threshold,
             condition_on_previous_text=opts.condition_on_previous_text,
             without_timestamps=not opts.return_timestamps, vad_filter=False, max_new_tokens=opts.max_new_tokens,
-            word_timestamps=opts.word_timestamps, initial_prompt=opts.initial_prompt, hotwords=opts.hotwords)
+            word_timestamps=opts.word_timestamps, initial_prompt=opts.initial_prompt, hotwords=self._hotwords(terms))
         segments = _segments(segments, len(audio) / SAMPLE_RATE)  # a generator: decoding happens here
         if language is None:
             return Decoded(segments, info.language, float(info.language_probability))
         return Decoded(segments, language, probability)
 
-    def decode_long(self, audios: list[np.ndarray]) -> list[Decoded]:
+    def decode_long(self, audios: list[np.ndarray], terms=None) -> list[Decoded]:
         """Audio over 30 s: VAD pieces decoded in batches by faster-whisper's batched pipeline, or
         with long_form "sequential" faster-whisper's sequential transcribe.
 
@@ -199,22 +219,25 @@ class CT2Backend(Backend):
         whole stretch left out (a minute early, on benchmarks/vad_check.py's file). Batched, that
         needs the language, to plan the pieces (long_form.decode_pieces) as the hf backend does."""
         opts = self.options
+        # faster-whisper's own loops take one prompt per file: all of the file's terms
+        file_terms = [long_form.piece_terms(t, 0, len(a)) for a, t in zip(audios, terms)] if terms else [()] * len(audios)
         if opts.long_form == "sequential":
             if opts.vad:
-                return vad.decode_speech_only(audios, [opts.language] * len(audios), lambda speech, langs: [
-                    self._sequential(a, code, None) for a, code in zip(speech, langs)])
-            return [self._sequential(audio, opts.language, None) for audio in audios]
+                return [vad.decode_speech_only([audio], [opts.language], lambda speech, langs: [
+                    self._sequential(a, code, None, t) for a, code in zip(speech, langs)])[0]
+                    for audio, t in zip(audios, file_terms)]
+            return [self._sequential(audio, opts.language, None, t) for audio, t in zip(audios, file_terms)]
         if opts.vad and opts.language is not None:
-            segments = long_form.decode_pieces(audios, [opts.language] * len(audios), self.decode_batch, opts)
+            segments = long_form.decode_pieces(audios, [opts.language] * len(audios), self.decode_batch, opts, terms)
             return [Decoded(segs, opts.language, None) for segs in segments]
         out = []
-        for audio in audios:
+        for audio, t in zip(audios, file_terms):
             segments, info = self.pipeline.transcribe(
                 audio, language=opts.language, task=opts.task, beam_size=opts.beam_size,
                 batch_size=opts.batch_size, without_timestamps=not opts.return_timestamps,
                 temperature=list(opts.temperatures), compression_ratio_threshold=opts.compression_ratio_threshold,
                 log_prob_threshold=opts.logprob_threshold, no_speech_threshold=opts.no_speech_threshold,
-                word_timestamps=opts.word_timestamps, initial_prompt=opts.initial_prompt, hotwords=opts.hotwords)
+                word_timestamps=opts.word_timestamps, initial_prompt=opts.initial_prompt, hotwords=self._hotwords(t))
             segments = _segments(segments, len(audio) / SAMPLE_RATE)
             detected = opts.language is None and self.multilingual
             out.append(Decoded(segments, info.language, float(info.language_probability) if detected else None))

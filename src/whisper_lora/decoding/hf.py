@@ -26,6 +26,7 @@ detection.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 
 import numpy as np
@@ -40,6 +41,7 @@ from .guards import verdict
 from .hf_logits import Suppress, TokenLogprobs, quiet_generate_warnings
 from .int8_head import Int8Head, build_int8_head
 from ..devices import pick_device
+from ..glossary import prompt_text
 from .results import Decoded, Segment, clamped, moved, pieces_to_segments, timed_pieces
 from .options import FALLBACK_SEED, TranscribeOptions
 
@@ -86,6 +88,10 @@ class HFBackend(Backend):
         self.prompt_ids = self._prompt(self.options)
         self.aligner = words.HFAligner(self.whisper) if self.options.word_timestamps else None
 
+    def encode_text(self, text: str) -> list[int]:
+        """Text tokens of `text` (no special tokens): how long a prompt it makes."""
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
     @property
     def uses_int8_head(self) -> bool:
         """Decoding runs with proj_out swapped for an int8 copy (precision auto on a CPU), unless
@@ -94,18 +100,31 @@ class HFBackend(Backend):
 
     # ---- helpers -------------------------------------------------------------------------------
 
-    def _prompt(self, options: TranscribeOptions) -> list[int]:
-        """<|startofprev|> + hotwords + initial prompt, as token ids ([] for none): at most half
-        the decoder's positions, the latest tokens kept (openai-whisper's and faster-whisper's rule)."""
-        texts = [t.strip() for t in (options.hotwords, options.initial_prompt) if t]
-        if not texts:
-            return []
-        ids = self.tokenizer.encode(" " + " ".join(texts), add_special_tokens=False)
+    def _prompt(self, options: TranscribeOptions, terms=()) -> list[int]:
+        """<|startofprev|> + hotwords + glossary terms + initial prompt, as token ids ([] for none):
+        at most half the decoder's positions. Terms come best first, so the last ones are dropped
+        until the prompt fits; then the latest tokens are kept (openai-whisper's and faster-whisper's rule)."""
+        terms = list(terms)
         limit = self.whisper.config.max_target_positions // 2 - 1
-        return [self.tokenizer.convert_tokens_to_ids("<|startofprev|>")] + ids[-limit:]
+        while True:
+            texts = [t.strip() for t in (options.hotwords, prompt_text(terms), options.initial_prompt) if t and t.strip()]
+            if not texts:
+                return []
+            ids = self.tokenizer.encode(" " + " ".join(texts), add_special_tokens=False)
+            if len(ids) <= limit or len(terms) <= 1:
+                return [self.tokenizer.convert_tokens_to_ids("<|startofprev|>")] + ids[-limit:]
+            terms.pop()
 
-    def _prompt_kwargs(self) -> dict:
-        return {"prompt_ids": torch.tensor(self.prompt_ids, device=self.device)} if self.prompt_ids else {}
+    def _prompt_kwargs(self, prompt_ids=None) -> dict:
+        prompt_ids = self.prompt_ids if prompt_ids is None else prompt_ids
+        return {"prompt_ids": torch.tensor(prompt_ids, device=self.device)} if prompt_ids else {}
+
+    def _row_prompts(self, terms) -> list[list[int]] | None:
+        """Each row's prompt ids for its glossary terms (terms: a list per row), or None where no
+        row has terms: then every row has the options' prompt (self.prompt_ids)."""
+        if not terms or not any(terms):
+            return None
+        return [self._prompt(self.options, t) for t in terms]
 
     def _processors(self, prompt_length: int, extra=()) -> LogitsProcessorList:
         """Suppression processors with prebuilt masks (see Suppress), then `extra`.
@@ -206,7 +225,7 @@ class HFBackend(Backend):
 
     @torch.inference_mode()
     def decode_batch(self, audios: list[np.ndarray], timestamps: bool | None = None, retry: bool = True,
-                     languages: list[str] | None = None) -> tuple[list[Decoded], list[bool]]:
+                     languages: list[str] | None = None, terms=None) -> tuple[list[Decoded], list[bool]]:
         """One batch: (Decoded per audio, trouble per audio); see Backend.decode_batch. The encoder
         runs once, for the first step (language, no-speech) and the decoding; only the files in
         trouble go through transformers' own fallback (_generate_with_fallback)."""
@@ -221,7 +240,8 @@ class HFBackend(Backend):
             langs = [(code, None) for code in languages]
         else:
             langs = self._settle_languages(lang_probs, len(audios))
-        generated, avg_logprob = self._generate(encoder_hidden, [code for code, _ in langs], timestamps)
+        prompts = self._row_prompts(terms)
+        generated, avg_logprob = self._generate(encoder_hidden, [code for code, _ in langs], timestamps, prompts)
         results, truncated, pieces = [], [], []
         for row, (code, prob), duration in zip(generated, langs, durations):
             tokens = [t for t in row if t != self.eos]
@@ -237,10 +257,16 @@ class HFBackend(Backend):
         failed = [i for i, bad in enumerate(trouble) if bad]
         if retry and failed and len(opts.temperatures) > 1:
             log.debug("temperature fallback for %d of %d files", len(failed), len(audios))
-            with self._seeded():
-                redone = self._generate_with_fallback([audios[i] for i in failed], [langs[i][0] for i in failed],
-                                                      temperatures=opts.temperatures[1:], long=False,
-                                                      timestamps=timestamps)
+            # Rows with a prompt of their own (glossary terms) go one by one: transformers'
+            # fallback takes one prompt for its whole batch.
+            groups = [failed] if prompts is None else [[i] for i in failed]
+            redone = []
+            for group in groups:
+                with self._seeded():
+                    redone += self._generate_with_fallback(
+                        [audios[i] for i in group], [langs[i][0] for i in group],
+                        temperatures=opts.temperatures[1:], long=False, timestamps=timestamps,
+                        prompt_ids=None if prompts is None else prompts[group[0]])
             for i, segs in zip(failed, redone):
                 pieces_i = [(seg["start"], seg["end"], self._text_ids(seg["tokens"])) for seg in segs]
                 if timestamps:
@@ -274,11 +300,18 @@ class HFBackend(Backend):
             dec.segments = clamped(((s.start, s.end, s.text, s.words) for s in
                                     words.place(p, timed, self.tokenizer.decode)), n / SAMPLE_RATE)
 
-    def _generate(self, encoder_hidden: torch.Tensor, languages: list[str], timestamps: bool):
+    def _generate(self, encoder_hidden: torch.Tensor, languages: list[str], timestamps: bool, prompts=None):
         """Greedy or beam decoding at temperature 0 on the encoder's output: (the tokens generated
-        per row, the end token included where it was reached; mean token log-probability per row)."""
+        per row, the end token included where it was reached; mean token log-probability per row).
+
+        prompts: prompt ids per row (_row_prompts), or None for self.prompt_ids in every row."""
         opts = self.options
-        prompt_length = len(self.prompt_ids) + 1 + (2 if self.multilingual else 0) + (0 if timestamps else 1)
+        if prompts is None:
+            start = self._prompt_kwargs()
+            prompt_length = len(self.prompt_ids) + 1 + (2 if self.multilingual else 0) + (0 if timestamps else 1)
+        else:
+            start = self._start_ids(prompts, languages, timestamps)
+            prompt_length = start["decoder_input_ids"].shape[1]
         logprobs = TokenLogprobs(self.eos, prompt_length) if opts.beam_size == 1 else None
         with self._decoding():
             out = self.whisper.generate(
@@ -289,29 +322,46 @@ class HFBackend(Backend):
                 return_dict_in_generate=True, output_scores=opts.beam_size > 1,
                 suppress_tokens=None, begin_suppress_tokens=None,
                 logits_processor=self._processors(prompt_length, [logprobs] if logprobs else []),
-                **self._prompt_kwargs(), **self._language_kwargs(languages))
+                **start, **self._language_kwargs(languages))
         if logprobs is not None:
             avg_logprob = logprobs.finish(out.sequences)
         else:
             avg_logprob = out.sequences_scores.float().cpu()
         return [row[prompt_length:].tolist() for row in out.sequences], avg_logprob
 
+    def _start_ids(self, prompts: list[list[int]], languages: list[str], timestamps: bool) -> dict:
+        """generate's decoder_input_ids for rows with prompts of different lengths: each row's
+        prompt and start sequence, padded on the left, with the mask that hides the padding.
+        transformers derives each row's positions from the mask, so a padded row decodes as it
+        would alone (tests/test_glossary_decoding.py)."""
+        tail = [] if timestamps else [self.gen.no_timestamps_token_id]
+        rows = [p + self._sot(code) + tail for p, code in zip(prompts, languages)]
+        width = max(map(len, rows))
+        ids = torch.full((len(rows), width), self.gen.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, row in enumerate(rows):
+            ids[r, width - len(row):] = torch.tensor(row)
+            mask[r, width - len(row):] = 1
+        return {"decoder_input_ids": ids.to(self.device), "decoder_attention_mask": mask.to(self.device)}
+
     def _max_new_tokens(self, prompt_length: int) -> int:
         """options.max_new_tokens, less what a long prompt leaves of the decoder's positions."""
         return max(1, min(self.options.max_new_tokens, self.whisper.config.max_target_positions - prompt_length))
 
-    def _generate_with_fallback(self, audios, languages, temperatures, long: bool, timestamps: bool | None = None):
+    def _generate_with_fallback(self, audios, languages, temperatures, long: bool, timestamps: bool | None = None,
+                                prompt_ids: list[int] | None = None):
         """transformers' own decoding with temperature fallback and no-speech detection.
 
         Returns, per audio, transformers' segment dicts (start, end, tokens). timestamps (short
         audio): timed segments, or one segment over the whole audio; None: options.return_timestamps.
-        Long audio always has timestamps."""
+        Long audio always has timestamps. prompt_ids: the prompt of every audio (None: self.prompt_ids)."""
         opts = self.options
         features, mask = self._features(audios, long=long)
         timestamps = long or (opts.return_timestamps if timestamps is None else timestamps)
-        prompt_length = len(self.prompt_ids) + 1 + (2 if self.multilingual else 0) + (0 if timestamps else 1)
-        prompt = self._prompt_kwargs()
-        if prompt and long and opts.hotwords:
+        prompt_ids = self.prompt_ids if prompt_ids is None else prompt_ids
+        prompt_length = len(prompt_ids) + 1 + (2 if self.multilingual else 0) + (0 if timestamps else 1)
+        prompt = self._prompt_kwargs(prompt_ids)
+        if prompt and long and (opts.hotwords or prompt_ids != self.prompt_ids):
             # hotwords go before every window: transformers' "all-segments" prompt (the initial
             # prompt, given with them, then comes back in every window too)
             prompt["prompt_condition_type"] = "all-segments"
@@ -338,14 +388,23 @@ class HFBackend(Backend):
     # ---- long audio ----------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def decode_long(self, audios: list[np.ndarray]) -> list[Decoded]:
-        """Audio over 30 s: pieces cut at pauses, decoded in batches (or sequentially; see the module)."""
+    def decode_long(self, audios: list[np.ndarray], terms=None) -> list[Decoded]:
+        """Audio over 30 s: pieces cut at pauses, decoded in batches (or sequentially; see the module).
+        terms: see Backend.decode_long; sequential decoding puts all of a file's terms in the prompt
+        of each of its windows, one file at a time."""
         langs = self._file_languages(audios)
         if self.options.long_form == "sequential":
+            if terms is not None and len(audios) > 1:
+                return [self.decode_long([a], [t])[0] for a, t in zip(audios, terms)]
+            decode = self._decode_sequential
+            if terms is not None:
+                prompt = self._prompt(self.options, long_form.piece_terms(terms[0], 0, len(audios[0])))
+                decode = functools.partial(self._decode_sequential, prompt_ids=prompt)
             if self.options.vad:  # the speech only, put back on each file's timeline (vad.py)
-                return vad.decode_speech_only(audios, langs, self._decode_sequential)
-            return self._decode_sequential(audios, langs)
-        segments = long_form.decode_pieces(audios, [code for code, _ in langs], self.decode_batch, self.options)
+                return vad.decode_speech_only(audios, langs, decode)
+            return decode(audios, langs)
+        segments = long_form.decode_pieces(audios, [code for code, _ in langs], self.decode_batch, self.options,
+                                           terms)
         return [Decoded(segs, code, prob) for segs, (code, prob) in zip(segments, langs)]
 
     def _file_languages(self, audios: list[np.ndarray]):
@@ -359,13 +418,14 @@ class HFBackend(Backend):
             return self._settle_languages(lang_probs, len(audios))
         return self._settle_languages(None, len(audios))
 
-    def _decode_sequential(self, audios: list[np.ndarray], langs) -> list[Decoded]:
+    def _decode_sequential(self, audios: list[np.ndarray], langs, prompt_ids=None) -> list[Decoded]:
         """transformers' sequential long-form decoding: 30-second windows one after another, each
         conditioned on the previous text (batched across files)."""
         durations = [len(a) / SAMPLE_RATE for a in audios]
         with self._seeded():
             segments = self._generate_with_fallback(audios, [code for code, _ in langs],
-                                                    temperatures=self.options.temperatures, long=True)
+                                                    temperatures=self.options.temperatures, long=True,
+                                                    prompt_ids=prompt_ids)
         if self.aligner is not None:
             return [Decoded(self._long_words(audio, segs, code), code, prob)
                     for audio, segs, (code, prob) in zip(audios, segments, langs)]

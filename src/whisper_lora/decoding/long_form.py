@@ -99,14 +99,22 @@ def vad_pieces(audio: np.ndarray, regions: list[tuple[int, int]],
     return pieces
 
 
+def piece_terms(timed_terms, first_sample: int, samples: int) -> list[str]:
+    """The glossary terms of a piece: those of the (start, end, terms) spans of its file that it
+    overlaps (packing.window_terms orders them)."""
+    a, b = first_sample / SAMPLE_RATE, (first_sample + samples) / SAMPLE_RATE
+    return packing.window_terms([t for start, end, t in timed_terms if start < b and end > a])
+
+
 def decode_pieces(audios: list[np.ndarray], languages: list[str], decode_batch,
-                  options: TranscribeOptions) -> list[list[Segment]]:
+                  options: TranscribeOptions, terms=None) -> list[list[Segment]]:
     """Each file's segments, in time order on its own timeline: its pieces (cut_at_pauses, or with
     options.vad vad_pieces) that are not quiet, decoded batch_size at a time across files with
     timestamps and the file's language, then the sentences Whisper left out at the ends of pieces
     (undecoded_tail, decode_tails).
 
-    decode_batch is a backend's (Backend.decode_batch); languages: one code per file."""
+    decode_batch is a backend's (Backend.decode_batch); languages: one code per file. terms: per
+    file, (start, end, glossary terms) spans of its timeline, or None (Backend.decode_long)."""
     pieces = []  # (file, first sample, audio) of every piece with sound in it, in file and time order
     for f, audio in enumerate(audios):
         spans = vad_pieces(audio, vad.speech_regions(audio)) if options.vad else cut_at_pauses(audio)
@@ -117,8 +125,9 @@ def decode_pieces(audios: list[np.ndarray], languages: list[str], decode_batch,
     tails = []  # (file, first sample, audio) of the sound left after a piece's last segment
     for start in range(0, len(pieces), options.batch_size):
         batch = pieces[start:start + options.batch_size]
+        extra = {} if terms is None else {"terms": [piece_terms(terms[f], a, len(piece)) for f, a, piece in batch]}
         decoded, _ = decode_batch([piece for _, _, piece in batch], timestamps=True,
-                                  languages=[languages[f] for f, _, _ in batch])
+                                  languages=[languages[f] for f, _, _ in batch], **extra)
         for (f, a, piece), dec in zip(batch, decoded):
             segments[f] += _placed(dec.segments, a, len(audios[f]))
             rest = undecoded_tail(piece, dec.segments, options)
@@ -127,7 +136,9 @@ def decode_pieces(audios: list[np.ndarray], languages: list[str], decode_batch,
     for code in dict.fromkeys(languages[f] for f, _, _ in tails):
         group = [t for t in tails if languages[t[0]] == code]
         log.debug("decoding again the %d tails Whisper left out (%s)", len(group), code)
-        for (f, a, _), dec in zip(group, decode_tails([t[2] for t in group], code, decode_batch, options)):
+        tail_terms = None if terms is None else [piece_terms(terms[f], a, len(t)) for f, a, t in group]
+        for (f, a, _), dec in zip(group, decode_tails([t[2] for t in group], code, decode_batch, options,
+                                                      tail_terms)):
             segments[f] += _placed(dec.segments, a, len(audios[f]))
     return [sorted(segs, key=lambda s: s.start) for segs in segments]
 
@@ -153,9 +164,10 @@ def undecoded_tail(piece: np.ndarray, segments: list[Segment], options: Transcri
     return None if is_quiet(piece[end:], options) else end
 
 
-def decode_tails(tails: list[np.ndarray], language: str, decode_batch, options: TranscribeOptions) -> list[Decoded]:
+def decode_tails(tails: list[np.ndarray], language: str, decode_batch, options: TranscribeOptions,
+                 terms=None) -> list[Decoded]:
     """Tails are a sentence or two each: packed several to a window, like short files, with
     timestamps and the language of their file."""
     def decode_in_language(audios, **kwargs):
         return decode_batch(audios, languages=[language] * len(audios), **kwargs)
-    return packing.decode_packed(tails, decode_in_language, replace(options, return_timestamps=True))
+    return packing.decode_packed(tails, decode_in_language, replace(options, return_timestamps=True), terms)

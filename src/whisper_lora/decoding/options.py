@@ -117,6 +117,10 @@ class TranscribeOptions:
     # are decoded only where there is speech, so silence, music and noise cost nothing and invent
     # nothing, and short files without speech give no text.
     vad: bool = False
+    # A text file of domain terms, one per line (thousands allowed): each file is decoded, the
+    # terms its text comes close to (at most glossary.MAX_TERMS) are put in the prompt of a second
+    # pass, and that pass's words are kept where they write a term (biasing.py).
+    glossary: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "language", normalize_language(self.language))

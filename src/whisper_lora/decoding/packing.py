@@ -159,11 +159,14 @@ def _same_words(a: str, b: str) -> bool:
     return shared >= SAME_WORDS_MIN and shared >= SAME_WORDS_SHARE * min(len(wa), len(wb))
 
 
-def decode_short(audios: list[np.ndarray], decode_batch, options, packing: bool) -> list[Decoded]:
+def decode_short(audios: list[np.ndarray], decode_batch, options, packing: bool, terms=None) -> list[Decoded]:
     """Backend.decode_short: short audio in batches of batch_size, or packed into windows when
     `packing` (Backend.packing); decode_batch as for decode_packed. Quiet audio (guards.is_quiet),
     and with options.vad audio where Silero VAD hears no speech (music, noise), is not decoded at
-    all: its text is empty, as when transcribe reads a quiet file. Audio with speech decodes whole."""
+    all: its text is empty, as when transcribe reads a quiet file. Audio with speech decodes whole.
+
+    terms: glossary terms per audio for its prompt (best first), or None; a packed window's
+    prompt holds the terms of all its clips (window_terms)."""
     results: list[Decoded | None] = [None] * len(audios)
     todo = []
     for i, audio in enumerate(audios):
@@ -171,18 +174,20 @@ def decode_short(audios: list[np.ndarray], decode_batch, options, packing: bool)
             results[i] = Decoded([], options.language, None)
         else:
             todo.append(i)
+    todo_terms = None if terms is None else [terms[i] for i in todo]
     if packing and len(todo) > 1:
-        decoded = decode_packed([audios[i] for i in todo], decode_batch, options)
+        decoded = decode_packed([audios[i] for i in todo], decode_batch, options, todo_terms)
     else:
         decoded = []
         for start in range(0, len(todo), options.batch_size):
-            decoded += decode_batch([audios[i] for i in todo[start:start + options.batch_size]])[0]
+            idx = todo[start:start + options.batch_size]
+            decoded += decode_batch([audios[i] for i in idx], **_terms_of(terms, [[i] for i in idx]))[0]
     for i, dec in zip(todo, decoded):
         results[i] = dec
     return results
 
 
-def decode_packed(audios: list[np.ndarray], decode_batch, options) -> list[Decoded]:
+def decode_packed(audios: list[np.ndarray], decode_batch, options, terms=None) -> list[Decoded]:
     """Decode short clips packed into windows, batch_size windows at a time.
 
     A window is trusted whole or not at all (see split). The clips of a window in doubt are
@@ -193,18 +198,19 @@ def decode_packed(audios: list[np.ndarray], decode_batch, options) -> list[Decod
 
     decode_batch(audios, timestamps=..., retry=...) -> (Decoded per audio, trouble per audio) is
     a backend's Backend.decode_batch, or one that wraps it (to count its calls, or to force a
-    language: long_form.decode_tails); trouble means the text failed the guards or was cut off."""
+    language: long_form.decode_tails); trouble means the text failed the guards or was cut off.
+    terms: glossary terms per audio, or None (then decode_batch is called without them)."""
     results: list[Decoded | None] = [None] * len(audios)
     durations = [len(a) / SAMPLE_RATE for a in audios]
     windows, single = _plan(list(range(len(audios))), durations, GAP_SECONDS)
     alone = [i for i in single if durations[i] > MAX_CLIP_SECONDS]
     again = [i for i in single if durations[i] <= MAX_CLIP_SECONDS]  # each left in a window of one
-    doubtful, empty = _decode_windows(windows, audios, decode_batch, options, results)
+    doubtful, empty = _decode_windows(windows, audios, decode_batch, options, results, terms)
     again += doubtful
     alone += empty
     if again:
         windows, single = _plan(sorted(again), durations, RETRY_GAP_SECONDS)
-        doubtful, empty = _decode_windows(windows, audios, decode_batch, options, results)
+        doubtful, empty = _decode_windows(windows, audios, decode_batch, options, results, terms)
         alone += single + doubtful + empty
     if alone:
         log.debug("packing: %d of %d clips decoded alone", len(alone), len(audios))
@@ -212,9 +218,26 @@ def decode_packed(audios: list[np.ndarray], decode_batch, options) -> list[Decod
     size = options.batch_size
     for start in range(0, len(alone), size):
         idx = alone[start:start + size]
-        for i, dec in zip(idx, decode_batch([audios[i] for i in idx])[0]):
+        for i, dec in zip(idx, decode_batch([audios[i] for i in idx], **_terms_of(terms, [[i] for i in idx]))[0]):
             results[i] = dec
     return results
+
+
+def window_terms(clip_terms: list[list[str]]) -> list[str]:
+    """One prompt's terms for clips that share a window: each clip's best term, then each one's
+    second, and so on, without repeats, so that the terms the prompt cannot hold are the clips'
+    weakest, not the last clip's all."""
+    out: list[str] = []
+    for rank in range(max(map(len, clip_terms), default=0)):
+        out += [t[rank] for t in clip_terms if rank < len(t) and t[rank] not in out]
+    return out
+
+
+def _terms_of(terms, groups: list[list[int]]) -> dict:
+    """decode_batch's terms= argument for rows made of these groups of clips ({} without terms)."""
+    if terms is None:
+        return {}
+    return {"terms": [window_terms([terms[i] for i in group]) for group in groups]}
 
 
 def _plan(clips: list[int], durations: list[float], gap: float) -> tuple[list[Window], list[int]]:
@@ -225,7 +248,8 @@ def _plan(clips: list[int], durations: list[float], gap: float) -> tuple[list[Wi
     return windows, [clips[k] for k in single]
 
 
-def _decode_windows(windows: list[Window], audios, decode_batch, options, results) -> tuple[list[int], list[int]]:
+def _decode_windows(windows: list[Window], audios, decode_batch, options, results,
+                    terms=None) -> tuple[list[int], list[int]]:
     """Decode windows batch_size at a time, filling results of the clips of trusted windows.
 
     Returns (clips to decode again, clips of windows in doubt that got no text): the first are
@@ -235,7 +259,8 @@ def _decode_windows(windows: list[Window], audios, decode_batch, options, result
     empty: list[int] = []
     for start in range(0, len(windows), options.batch_size):
         batch = windows[start:start + options.batch_size]
-        decoded, trouble = decode_batch([window_audio(w, audios) for w in batch], timestamps=True, retry=False)
+        decoded, trouble = decode_batch([window_audio(w, audios) for w in batch], timestamps=True, retry=False,
+                                        **_terms_of(terms, [w.clips for w in batch]))
         for w, dec, bad in zip(batch, decoded, trouble):
             given, doubt = split(w, dec.segments)
             if bad:  # a loop, an unreliable or a cut-off text: who said what is unknown
