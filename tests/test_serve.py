@@ -95,6 +95,7 @@ def expected(adapters, english_clips):
 # tiny.en hears "Kubernetes" as "Cuba needs" unless a prompt spells it (tests/test_words.py)
 RARE_WORDS = "We deployed the cluster with Kubernetes and Grafana."
 RARE_PROMPT = "Kubernetes, Grafana"
+DRUG = "The new drug is called Trivalenza and it helps with headaches."  # tiny.en: "Trivenza" (test_glossary_decoding.py)
 
 
 def transcribe_one(spec, path, timestamps=False, merge=False, **options):
@@ -164,6 +165,37 @@ def test_word_timestamps_and_prompt_over_the_api(client, english_clips, say):
     assert "Kubernetes" in prompted and "Grafana" in prompted, prompted
 
 
+def test_a_glossary_per_request_and_per_model_over_the_api(client, say, tmp_path):
+    """The request's glossary field (sent by the official client as an extra form field), and
+    --glossary NAME=FILE for the requests to that model that send none."""
+    from whisper_lora.serve.options import ServeOptions
+
+    path = say(DRUG)
+    audio = (path.name, path.read_bytes())
+    plain = client.audio.transcriptions.create(model="whisper-1", file=audio).text
+    assert "Trivalenza" not in plain
+    asked = client.audio.transcriptions.create(model="whisper-1", file=audio,
+                                               extra_body={"glossary": "Kilimanjaro\nTrivalenza\nPtolemy"}).text
+    assert "Trivalenza" in asked, asked
+    terms = tmp_path / "terms.txt"
+    terms.write_text("Trivalenza\nKilimanjaro\n", encoding="utf-8")
+    options = ServeOptions(model="bundled:tiny.en", port=free_port(), glossaries={"whisper-1": str(terms)})
+    with running(options) as url:
+        own = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        assert "Trivalenza" in own.audio.transcriptions.create(model="whisper-1", file=audio).text
+        # a request's own glossary replaces the model's
+        assert own.audio.transcriptions.create(model="whisper-1", file=audio,
+                                               extra_body={"glossary": "Kilimanjaro, Ptolemy"}).text == plain
+
+
+def test_a_glossary_for_a_model_not_served_is_refused():
+    from whisper_lora.errors import OptionsError
+    from whisper_lora.serve.options import ServeOptions
+
+    with pytest.raises(OptionsError, match="--glossary calls=...: no served model is named 'calls'"):
+        ServeOptions(model="bundled:tiny.en", glossaries={"calls": "terms.txt"})
+
+
 def test_unknown_model_is_a_404_in_openais_shape(client, server, english_clips):
     path, _ = english_clips[0]
     with pytest.raises(openai.NotFoundError) as info:
@@ -182,6 +214,8 @@ def test_unknown_model_is_a_404_in_openais_shape(client, server, english_clips):
     ("clip", {"model": "calls", "temperature": "1.5"}, 400, "temperature"),
     ("clip", {"model": "calls", "language": "klingon"}, 400, "language"),
     ("clip", {"model": "calls", "language": "de"}, 400, "language"),  # tiny.en is English-only
+    ("clip", {"model": "calls", "glossary": " , ,"}, 400, "glossary"),
+    ("clip", {"model": "calls", "glossary": "Barendrecht " * 120}, 400, "glossary"),  # over the prompt's 223 tokens
     ("clip", {"model": "calls", "timestamp_granularities[]": "letter", "response_format": "verbose_json"}, 400,
      "timestamp_granularities[]"),
     ("clip", {"model": "calls", "timestamp_granularities[]": "word", "response_format": "json"}, 400,

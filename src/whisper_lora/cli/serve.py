@@ -22,6 +22,10 @@ def add_parser(subparsers):
     p.add_argument("--adapter", action="append", default=[], metavar="NAME=PATH",
                    help="a LoRA adapter (a training output folder) served as model NAME; may be repeated. "
                         "All must be trained on --model")
+    p.add_argument("--glossary", action="append", default=[], metavar="[NAME=]FILE",
+                   help="domain terms, one per line: decoded as `transcribe --glossary` does for the requests to "
+                        "model NAME (a bare FILE: every model) that send no `glossary` field of their own; "
+                        "may be repeated")
     p.add_argument("--base_name", default=BASE_NAME,
                    help="the base model's name in requests (default: %(default)s, what OpenAI clients send; "
                         "the --model spec names it too)")
@@ -42,7 +46,7 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     from ..serve import ServeOptions, serve
-    from ..serve.options import parse_adapter
+    from ..serve.options import parse_adapter, parse_glossary
 
     adapters = dict(parse_adapter(a) for a in args.adapter)
     if len(adapters) != len(args.adapter):
@@ -52,5 +56,6 @@ def run(args) -> int:
     serve(ServeOptions(model=args.model, adapters=adapters, base_name=args.base_name, host=args.host,
                        port=args.port, api_key=args.api_key, max_upload_mb=args.max_upload_mb,
                        max_audio_seconds=args.max_audio_seconds, max_batch=args.max_batch,
-                       batch_wait_ms=args.batch_wait_ms, device=args.device, cache_dir=args.cache_dir))
+                       batch_wait_ms=args.batch_wait_ms, device=args.device, cache_dir=args.cache_dir,
+                       glossaries=dict(parse_glossary(g) for g in args.glossary)))
     return 0

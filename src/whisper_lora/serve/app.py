@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 
 from ..audio import SAMPLE_RATE, load_audio_bytes
 from ..errors import AudioError, OptionsError
+from ..glossary import Glossary, GlossaryError
 from ..languages import language_code
 from .batcher import Batcher
 from .formats import RESPONSE_FORMATS, TIMED_FORMATS, error_body, render
@@ -136,7 +137,8 @@ async def _parse(request: Request, task: str, models: ModelSet, options: ServeOp
                            "response_format")
     words = _word_granularity(form, response_format)
     job = Job(model=served, task=task, language=_language(form, task, models), temperature=_temperature(form),
-              timestamps=response_format in TIMED_FORMATS or words, words=words, prompt=_field(form, "prompt"))
+              timestamps=response_format in TIMED_FORMATS or words, words=words, prompt=_field(form, "prompt"),
+              glossary=_glossary(form, served, models))
     if _field(form, "stream") in ("true", "True", "1"):
         raise RequestError(400, "stream: streaming is not supported; leave it out", "stream")
     filename = upload.filename or "upload"
@@ -169,6 +171,18 @@ def _language(form, task: str, models: ModelSet) -> str | None:
         if code not in (None, "en"):
             raise RequestError(400, f"language {given!r}: this server's base model is English-only", "language")
     return code
+
+
+def _glossary(form, served: str, models: ModelSet):
+    """The request's glossary field (terms one per line, or separated by commas), else its model's default."""
+    given = _field(form, "glossary")
+    if given is None:
+        return models.default_glossary(served)
+    terms = given.splitlines() if "\n" in given else given.split(",")
+    try:
+        return models.checked(Glossary.from_terms(terms, "glossary"))
+    except GlossaryError as exc:
+        raise RequestError(400, str(exc), "glossary") from None
 
 
 def _temperature(form) -> float:

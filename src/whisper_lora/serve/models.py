@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..decoding.options import DEFAULT_TEMPERATURES, TranscribeOptions
 from ..errors import OptionsError
-from .options import ServeOptions
+from ..glossary import Glossary
+from .options import ALL_MODELS, ServeOptions
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class Job:
     timestamps: bool = False
     words: bool = False  # word timestamps (timestamp_granularities[] word)
     prompt: str | None = None  # the request's prompt: text as if said just before the audio
+    glossary: Glossary | None = None  # the request's terms, or its model's default glossary
 
     def options(self, serve: ServeOptions) -> TranscribeOptions:
         # OpenAI's temperature 0 means "raise it on failure", as openai-whisper's fallback does;
@@ -55,6 +57,18 @@ class ModelSet:
         gen = model.generation_config
         self.multilingual = bool(getattr(gen, "is_multilingual", False) and getattr(gen, "lang_to_id", None))
         self._transcribers: OrderedDict[Job, object] = OrderedDict()
+        self.glossaries = {name: self.checked(Glossary.read(path, f"--glossary {name}=" if name != ALL_MODELS
+                                                            else "--glossary"))
+                           for name, path in options.glossaries.items()}
+
+    def checked(self, glossary: Glossary) -> Glossary:
+        """The glossary, its terms checked against the prompt's length (GlossaryError if one is too long)."""
+        glossary.check_tokens(lambda text: self.processor.tokenizer.encode(text, add_special_tokens=False))
+        return glossary
+
+    def default_glossary(self, name: str) -> Glossary | None:
+        """The glossary of a served model's requests that send none."""
+        return self.glossaries.get(name, self.glossaries.get(ALL_MODELS))
 
     @classmethod
     def load(cls, options: ServeOptions) -> "ModelSet":
@@ -86,7 +100,7 @@ class ModelSet:
     def transcribe(self, job: Job, audios: list, names: list[str]) -> list:
         """FileResults for audios (16 kHz float32 arrays), decoded together with job's model."""
         with self._active(job.model):
-            return self._transcriber(job).transcribe_arrays(audios, names)
+            return self._transcriber(replace(job, glossary=None)).transcribe_arrays(audios, names, job.glossary)
 
     @contextlib.contextmanager
     def _active(self, name: str):

@@ -9,6 +9,7 @@ from ..errors import OptionsError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 BASE_NAME = "whisper-1"  # what OpenAI's clients send by default: it names the base model here
+ALL_MODELS = "*"  # the glossaries key of a default glossary for every served model
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class ServeOptions:
     device: str = "auto"
     precision: str = "auto"
     cache_dir: str | None = None
+    # served model name -> glossary file (one term per line): the terms of its requests that
+    # send none of their own; ALL_MODELS names the default of every model without one
+    glossaries: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         for name in (self.base_name, *self.adapters):
@@ -40,6 +44,10 @@ class ServeOptions:
             raise OptionsError("--max_upload_mb and --max_audio_seconds must be positive")
         if self.max_batch < 1 or self.batch_wait_ms < 0:
             raise OptionsError("--max_batch must be at least 1 and --batch_wait_ms at least 0")
+        for name in self.glossaries:
+            if name != ALL_MODELS and name not in (self.base_name, *self.adapters):
+                raise OptionsError(f"--glossary {name}=...: no served model is named {name!r}; the names are "
+                                   f"{', '.join([self.base_name, *self.adapters])}")
         if self.api_key is not None and not self.api_key.strip():
             raise OptionsError("--api_key is empty; leave it out to serve without a key")
 
@@ -57,4 +65,14 @@ def parse_adapter(text: str) -> tuple[str, str]:
         path, name = text, Path(text.rstrip("/")).name
     if not name or not path:
         raise OptionsError(f"--adapter {text!r}: use NAME=PATH (PATH: a training output folder)")
+    return name, path
+
+
+def parse_glossary(text: str) -> tuple[str, str]:
+    """'NAME=FILE' -> (NAME, FILE); a bare FILE is every model's default (ALL_MODELS)."""
+    name, sep, path = text.partition("=")
+    if not sep:
+        return ALL_MODELS, text
+    if not name or not path:
+        raise OptionsError(f"--glossary {text!r}: use FILE (every model) or NAME=FILE (one model)")
     return name, path
