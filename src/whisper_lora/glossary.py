@@ -9,7 +9,7 @@ spelling level (`select`), and the terms that come close to a word, a pair of wo
 written as one (compounds the model split) are put in the prompt of a second pass.
 
 The prompt is the terms joined by ", " (`prompt_text`): the same format in decoding and in
-glossary-aware training (training/prompts.py), so a model trained with prompts reads them the
+glossary-aware training (training/prompt_terms.py), so a model trained with prompts reads them the
 same way at inference.
 """
 
@@ -48,6 +48,11 @@ class GlossaryError(OptionsError):
 def normalize(text: str) -> str:
     """Lower case, NFC, words only (punctuation between words becomes one space)."""
     return " ".join(_WORD.findall(unicodedata.normalize("NFC", text).casefold()))
+
+
+def surface_words(text: str) -> list[str]:
+    """The words of `text` as written (case kept, NFC), punctuation around them left out."""
+    return _WORD.findall(unicodedata.normalize("NFC", text))
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,8 @@ def _datasets(options: TrainOptions, processor, labels: LabelMaker) -> tuple[Spe
     train_set = SpeechDataset(train_rows, processor, labels, options.language,
                               timestamped_rows(train_rows, share, options.seed), join=not pack, seed=options.seed,
                               max_label_length=options.max_label_length, raw=pack, audio_loader=train_audio,
-                              augment=Augment(options.speed_perturb, options.noise_snr, options.seed))
+                              augment=Augment(options.speed_perturb, options.noise_snr, options.seed),
+                              prompts=_prompt_terms(options, train_rows))
     eval_set, data = None, {"train": train_report.as_dict()}
     if options.has_validation:
         source = options.validation_file or (options.train_file if not options.dataset_name else None)
@@ -150,6 +151,19 @@ def _datasets(options: TrainOptions, processor, labels: LabelMaker) -> tuple[Spe
              ", each batch packed into shared 30-s windows" if pack else "",
              f", validating on {len(eval_set)}" if eval_set else ", no validation set")
     return train_set, eval_set, data
+
+
+def _prompt_terms(options: TrainOptions, rows):
+    """Glossary-aware training's choice of prompt terms per training row, or None when it is off."""
+    if not options.prompted:
+        return None
+    from .glossary import Glossary
+    from .training.prompt_terms import PromptTerms
+
+    glossary = Glossary.read(options.glossary) if options.glossary else None
+    log.info("glossary-aware training: %.0f%% of the clips prompted with terms%s", 100 * options.prompt_share,
+             f" (and {len(glossary.terms)} from {options.glossary})" if glossary else "")
+    return PromptTerms([r.text for r in rows], options.prompt_share, options.seed, glossary)
 
 
 STREAMED_EVAL_ROWS = 200  # validation rows read from a stream when --max_eval_samples is not given

@@ -51,6 +51,15 @@ def add_arguments(p: argparse.ArgumentParser, datasets: bool = False) -> None:
     g.add_argument("--max_label_length", type=int, default=default("max_label_length"),
                    help="drop rows whose label is longer, in tokens (default: %(default)s, the decoder's limit)")
     g.add_argument("--strict", action="store_true", help="fail on any bad row instead of dropping it")
+    g.add_argument("--glossary_training", action="store_true",
+                   help="glossary-aware training: some clips get a prompt listing a few of their rarer words among "
+                        "distractors (sometimes none of theirs), written as `transcribe --glossary` writes its "
+                        "prompts, with no loss on the prompt, so the model learns to use such a list")
+    g.add_argument("--glossary", metavar="TXT",
+                   help="domain terms, one per line: listed in the prompts of the clips that say them and drawn "
+                        "as the distractors; turns --glossary_training on")
+    g.add_argument("--prompt_share", type=float, default=default("prompt_share"),
+                   help="share of training clips that get a prompt in glossary-aware training (default: %(default)g)")
     g.add_argument("--num_workers", type=int,
                    help="processes that decode audio while training (default: 0 on CPU, up to 8 with a GPU)")
 

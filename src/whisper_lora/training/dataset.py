@@ -43,8 +43,12 @@ class SpeechDataset:
     def __init__(self, rows: list[Row], processor, labels: LabelMaker, language: str | None,
                  timestamped: frozenset[int] = frozenset(), join: bool = False, seed: int = 0,
                  max_label_length: int = 448, raw: bool = False,
-                 audio_loader: Callable[[Row], np.ndarray] | None = None, augment: Augment | None = None):
+                 audio_loader: Callable[[Row], np.ndarray] | None = None, augment: Augment | None = None,
+                 prompts: Callable[[int, int], list[str] | None] | None = None):
         self.rows = rows
+        # training/prompt_terms.PromptTerms for glossary-aware training: each item's prompt terms
+        self.prompts = prompts
+        self._prompt_reads: dict[int, int] = {}
         # Row -> 16 kHz samples: a file's (load_row_audio), or a dataset's own bytes (hf_data.DatasetAudio).
         self.load = audio_loader or load_row_audio
         self.feature_extractor = processor.feature_extractor
@@ -65,6 +69,13 @@ class SpeechDataset:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> dict:
+        item = self._get(i)
+        if self.prompts is not None:  # drawn anew at each read, so each epoch lists other terms
+            draw = self._prompt_reads[i] = self._prompt_reads.get(i, -1) + 1
+            item["prompt"] = self.prompts(i, draw)
+        return item
+
+    def _get(self, i: int) -> dict:
         row, language = self.rows[i], self.languages[i]
         samples = self._audio(i)
         if self.raw:  # packed later; the window decides whether its target has timestamps
@@ -161,12 +172,19 @@ class Collator:
     # Turns items that carry raw audio (SpeechDataset(raw=True)) into packed windows with
     # features and labels (packing.WindowPacker); None: items come with features.
     packer: Callable[[list[dict]], list[dict]] | None = None
+    # Glossary-aware training: (terms, room) -> <|startofprev|> + the prompt's tokens, at most
+    # `room` long (prompt_token_ids). Items with a "prompt" then decode after it (with_prompts).
+    prompt_ids: Callable[[list[str], int], list[int]] | None = None
+    max_positions: int = 448  # the decoder's positions: prompt and labels together
+    pad_token_id: int = 50257
 
     def __call__(self, items: list[dict]) -> dict:
         import torch
 
         if self.packer is not None and "audio" in items[0]:
             items = self.packer(items)
+        if self.prompt_ids is not None and any(it.get("prompt") for it in items):
+            return self.with_prompts(items)
         features = torch.from_numpy(np.stack([it["input_features"] for it in items]).astype(np.float32))
         width = max(len(it["labels"]) for it in items)
         labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
@@ -177,6 +195,47 @@ class Collator:
             labels[j, :len(ids)] = torch.tensor(ids, dtype=torch.long)
         return {"input_features": features, "labels": labels, "language": [it["language"] for it in items],
                 "index": [it.get("index", -1) for it in items]}
+
+    def with_prompts(self, items: list[dict]) -> dict:
+        """The batch with explicit decoder inputs: a prompted row reads <|startofprev|> terms
+        <|startoftranscript|> ... and is scored only from <|startoftranscript|> on (its prompt
+        positions, and the one that predicts <|startoftranscript|>, carry label -100); a row
+        without a prompt reads <|startoftranscript|> + its labels shifted right, the decoder
+        input Whisper would build from the labels itself, so its loss is unchanged."""
+        import torch
+
+        rows = []
+        for it in items:
+            ids = list(it["labels"])
+            if ids and ids[0] == self.decoder_start_token_id:
+                ids = ids[1:]
+            prompt = self.prompt_ids(it["prompt"], self.max_positions - len(ids) - 1) if it.get("prompt") else []
+            rows.append((prompt + [self.decoder_start_token_id] + ids[:-1], [IGNORE_INDEX] * len(prompt) + ids))
+        width = max(len(d) for d, _ in rows)
+        inputs = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        for j, (d, lab) in enumerate(rows):  # padded on the right: the causal decoder never reads it
+            inputs[j, :len(d)] = torch.tensor(d, dtype=torch.long)
+            labels[j, :len(lab)] = torch.tensor(lab, dtype=torch.long)
+        features = torch.from_numpy(np.stack([it["input_features"] for it in items]).astype(np.float32))
+        return {"input_features": features, "labels": labels, "decoder_input_ids": inputs,
+                "language": [it["language"] for it in items], "index": [it.get("index", -1) for it in items]}
+
+
+def prompt_token_ids(tokenizer, terms: list[str], room: int) -> list[int]:
+    """<|startofprev|> + the prompt listing `terms` as decoding writes it, the last terms dropped
+    until it is at most `room` tokens long ([] when not even one fits)."""
+    from ..glossary import PROMPT_TOKENS, prompt_text
+
+    terms = list(terms)
+    room = min(room, PROMPT_TOKENS + 1)
+    while terms:
+        ids = [tokenizer.convert_tokens_to_ids("<|startofprev|>")] + tokenizer.encode(
+            " " + prompt_text(terms), add_special_tokens=False)
+        if len(ids) <= room:
+            return ids
+        terms.pop()
+    return []
 
 
 @dataclass

@@ -152,6 +152,13 @@ class TrainOptions:
     fp32: bool = False
     # Targets smoothed towards the uniform distribution by this much (0: plain cross-entropy).
     label_smoothing: float = 0.0
+    # Glossary-aware training (training/prompt_terms.py): prompt_share of the training clips get a
+    # prompt listing some of their rarer words among distractors, as `transcribe --glossary`
+    # prompts. glossary: a term file whose terms are listed too (and drawn as distractors);
+    # giving it turns glossary_training on.
+    glossary_training: bool = False
+    glossary: str | None = None
+    prompt_share: float = 0.5
     # Stop when the validation error rate has not improved for this many evaluations; None: never.
     early_stopping_patience: int | None = None
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
@@ -262,6 +269,15 @@ class TrainOptions:
              f"--noise_snr {self.noise_snr}: the lowest signal-to-noise ratio in dB, between -10 and 60 (10 is usual)")
         need(0.0 <= self.label_smoothing < 1.0, f"--label_smoothing {self.label_smoothing}: must be in [0, 1) "
                                                 "(0.1 is usual)")
+        need(0.0 < self.prompt_share <= 1.0, f"--prompt_share {self.prompt_share}: the share of training clips "
+                                             "that get a prompt, more than 0 and at most 1 (0.5 is the default)")
+        need(not (self.prompted and self.streaming),
+             "--glossary_training with --streaming: the rare words of a stream are not known before it ends; "
+             "train on a manifest or a downloaded dataset")
+        if self.glossary is not None:
+            from ..glossary import Glossary
+
+            Glossary.read(self.glossary)  # its errors now, not after the model has loaded
         need(self.early_stopping_patience is None or self.early_stopping_patience >= 1,
              f"--early_stopping_patience {self.early_stopping_patience}: must be at least 1 evaluation")
         need(self.early_stopping_patience is None or self.has_validation,
@@ -335,6 +351,11 @@ class TrainOptions:
     @property
     def resolved_eval_batch_size(self) -> int:
         return self.per_device_eval_batch_size or self.per_device_train_batch_size
+
+    @property
+    def prompted(self) -> bool:
+        """Glossary-aware training is on (--glossary_training, or a --glossary given)."""
+        return self.glossary_training or self.glossary is not None
 
     @property
     def resolved_timestamp_share(self) -> float:

@@ -23,6 +23,7 @@ import random
 
 from .. import audio
 from .dataset import PAUSE_SECONDS, clip_starts, concat_with_pauses
+from .prompt_terms import merge
 from ..languages import NO_SPACE_LANGUAGES
 
 
@@ -79,5 +80,8 @@ class WindowPacker:
         # windows (and of the clips) train with timestamps, drawn anew as the windows change.
         timestamped = clips[0]["timestamped"]
         labels = self._labels(clips, starts, language, timestamped)
+        # The first clip decides whether the window is prompted too (glossary-aware training).
+        prompt = merge([c.get("prompt") for c in clips]) if clips[0].get("prompt") else None
         return {"input_features": features, "labels": labels, "language": language, "index": -1,
-                "clips": len(clips), "indices": [c["index"] for c in clips], "timestamped": timestamped}
+                "clips": len(clips), "indices": [c["index"] for c in clips], "timestamped": timestamped,
+                "prompt": prompt}

@@ -11,6 +11,7 @@ encoder's output from an EncoderCache instead of running the encoder again. The 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import platform
@@ -29,7 +30,7 @@ from ..languages import CER_LANGUAGES
 from ..run_files import CHECKPOINT_PREFIX, TRAINING_CONFIG
 from ..scoring.metrics import Counts, error_rates
 from ..tokens import IGNORE_INDEX
-from .dataset import Collator
+from .dataset import Collator, prompt_token_ids
 from .encoder_cache import EncoderCache
 from .options import TrainOptions
 from .packing import WindowPacker
@@ -50,7 +51,11 @@ def make_trainer(options: TrainOptions, model, processor, train_set, eval_set, o
                            options.seed) if train_set.raw else None)
     trainer = WhisperTrainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-        data_collator=Collator(model.config.decoder_start_token_id, packer=packer),
+        data_collator=Collator(model.config.decoder_start_token_id, packer=packer,
+                               prompt_ids=functools.partial(prompt_token_ids, processor.tokenizer)
+                               if getattr(train_set, "prompts", None) is not None else None,
+                               max_positions=model.config.max_target_positions,
+                               pad_token_id=model.generation_config.pad_token_id),
         processing_class=processor,  # saved into every checkpoint, tokenizer included
         compute_metrics=compute_metrics_fn(processor.tokenizer, eval_set) if evaluate else None,
         callbacks=[tensorboard, FinalStepCallback(evaluate),
