@@ -31,11 +31,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import subprocess
 import sys
 import time
-import unicodedata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,7 +43,6 @@ BASE = "bundled:base"
 LANGUAGE = "nl"
 DISTRACTORS = 4
 VARIANTS = ("plain", "glossary", "aware", "aware+glossary")
-_WORD = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*")
 
 
 def data(work: Path) -> dict:
@@ -58,29 +55,12 @@ def rows(manifest: Path) -> list[dict]:
     return [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def surface_words(text: str) -> list[str]:
-    return _WORD.findall(unicodedata.normalize("NFC", text))
-
-
 def build_glossary(paths: dict, out: Path) -> Path:
-    """The protocol above; returns the glossary file (one term per line)."""
-    from whisper_lora.corpora.debian import package_root
+    """The protocol above (whisper_lora.corpora.fillets.write_glossary, which the demo uses too)."""
+    from whisper_lora.corpora.fillets import write_glossary
 
-    trained = {w.casefold() for r in rows(paths["train"]) for w in surface_words(r["text"])}
-    held = {}
-    for r in rows(paths["test"]):
-        for w in surface_words(r["text"]):
-            if w.casefold() not in trained and len(w) > 1:
-                held.setdefault(w.casefold(), w)
-    spoken = {w.casefold() for r in rows(paths["test"]) for w in surface_words(r["text"])}
-    dictionary = (package_root("wdutch") / "usr/share/dict/dutch").read_text(encoding="utf-8").split()
-    pool = sorted({w for w in dictionary if w.casefold() not in spoken and w.isalpha()})
-    rng = random.Random(0)
-    terms = list(held.values()) + rng.sample(pool, DISTRACTORS * len(held))
-    rng.shuffle(terms)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(terms) + "\n", encoding="utf-8")
-    return out
+    return write_glossary(paths["train"], paths["test"], out, DISTRACTORS)
 
 
 def adapter(paths: dict, work: Path, name: str, flags: list[str]) -> Path:

@@ -95,3 +95,35 @@ def test_the_dutch_demo_data_is_real_speech_split_by_level(tmp_path):
     # The 8 quick test clips with their pauses, or 40 s of them: never a single clip.
     assert info.samplerate == 16000 and 20.0 <= info.duration <= 40.0 + 30.0
     assert data.other_language == "en" and len(data.other.read_text().splitlines()) == 5
+
+
+def test_the_held_out_glossary_lists_unheard_words_among_dictionary_distractors(tmp_path):
+    """benchmarks/glossary.py's and the nl demo's glossary: every held-out word no training line
+    holds, spelled as said, and 4 words for each from Debian's Dutch word list that no held-out
+    line says."""
+    if shutil.which("apt-get") is None:
+        pytest.skip("apt-get not found: the Dutch word list comes from a Debian package")
+    from whisper_lora.corpora.fillets import write_glossary
+    from whisper_lora.glossary import Glossary
+
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    train.write_text(json.dumps({"audio_path": "a.ogg", "text": "Het schip ligt in de haven."}) + "\n", encoding="utf-8")
+    test.write_text(json.dumps({"audio_path": "b.ogg", "text": "Het wrak van de Lemura, in de haven!"}) + "\n",
+                    encoding="utf-8")
+    glossary = Glossary.read(write_glossary(train, test, tmp_path / "glossary.txt"))
+    held = {"wrak", "van", "Lemura"}
+    assert held <= set(glossary.terms) and len(glossary.terms) == 5 * len(held)
+    said = {"het", "wrak", "van", "de", "lemura", "in", "haven"}
+    assert not {t.casefold() for t in glossary.terms if t not in held} & said
+
+
+def test_the_demo_table_has_a_glossary_row_when_one_was_measured(tmp_path):
+    from whisper_lora.demo import DemoResult, format_table
+
+    score = lambda v: {"metric": "wer", "value": v}  # noqa: E731
+    result = DemoResult(tmp_path, score(0.44), score(0.32), score(0.1), score(0.12), glossary=score(0.30),
+                        files={"adapter": "a", "report": "r", "srt": "s"}, names=("Dutch", "English"))
+    table = format_table(result, "bundled:base")
+    assert "| Dutch, glossary" in table and "30.0%" in table
+    result.glossary = None
+    assert "glossary" not in format_table(result, "bundled:base")

@@ -176,3 +176,15 @@ def test_long_files_give_each_piece_the_terms_heard_in_it():
     assert piece_terms(timed, 0, 16000 * 30) == ["A", "B"]
     assert piece_terms(timed, 16000 * 30, 16000 * 30) == ["C"]
     assert piece_terms(timed, 16000 * 26, 16000 * 10) == []
+
+
+def test_the_original_inference_script_takes_a_glossary(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "whisper_lora_inference.py"
+    done = subprocess.run([sys.executable, str(script), "--model_path", "bundled:tiny.en", "--audio_path", "a.wav",
+                           "--glossary", str(tmp_path / "missing.txt")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "--glossary" in done.stderr and "missing.txt: file not found" in done.stderr

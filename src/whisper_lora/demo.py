@@ -28,6 +28,9 @@ class DemoOptions:
     output_dir: str = "demo_output"  # data, adapter, report, SRT all go here
     seed: int = 0  # data set and training seed
     epochs: float | None = None  # None: the recipe's default for the language
+    # Domain terms for a row decoded with --glossary; None: for nl, one built for the held-out
+    # levels (corpora.fillets.write_glossary), none for the others.
+    glossary: str | None = None
 
     def __post_init__(self):
         if self.language not in MODELS:
@@ -56,6 +59,7 @@ class DemoResult:
     after: dict  # test-set scores of the fine-tuned model
     other_before: dict  # the second test set
     other_after: dict
+    glossary: dict | None = None  # the fine-tuned model's test-set scores with the glossary
     files: dict = field(default_factory=dict)  # name -> path of what a person opens
     seconds: float = 0.0
     names: tuple[str, str] = ("test", "other")  # the table's row names
@@ -82,11 +86,19 @@ def _score(result) -> dict:
     return {"metric": metric, "value": scores.primary, "wer": scores.wer, "cer": scores.cer}
 
 
-def _evaluate(models, manifest: Path, language: str, output_dir: Path | None):
+def _evaluate(models, manifest: Path, language: str, output_dir: Path | None, glossary: str | None = None):
     from .evaluate import EvaluateOptions, evaluate
 
     return evaluate(EvaluateOptions(models=tuple(models), data=str(manifest), language=language,
-                                    output_dir=str(output_dir) if output_dir else None))
+                                    output_dir=str(output_dir) if output_dir else None, glossary=glossary))
+
+
+def _glossary(opts: DemoOptions, data: DemoData, folder: Path) -> str | None:
+    if opts.glossary or opts.language != "nl":
+        return opts.glossary
+    from .corpora.fillets import write_glossary
+
+    return str(write_glossary(data.train, data.test, folder / "glossary.txt"))
 
 
 def demo_data(opts: DemoOptions, folder: Path, sizes: dict) -> DemoData:
@@ -128,6 +140,11 @@ def run_demo(opts: DemoOptions) -> DemoResult:
     data = demo_data(opts, out / "data", sizes)
     print(f"      {data.counts}")
 
+    glossary = _glossary(opts, data, out / "data")
+    if opts.glossary:
+        from .glossary import Glossary
+
+        Glossary.read(opts.glossary)  # its errors before any training
     print(f"[2/6] Measuring {base} before fine-tuning")
     before = _evaluate([base], data.test, opts.language, None).results[0]
     other_before = _evaluate([base], data.other, data.other_language, None).results[0]
@@ -146,6 +163,10 @@ def run_demo(opts: DemoOptions) -> DemoResult:
     print("[4/6] Measuring the fine-tuned model")
     after = _evaluate([str(model_dir)], data.test, opts.language, None).results[0]
     other_after = _evaluate([str(model_dir)], data.other, data.other_language, None).results[0]
+    with_glossary = None
+    if glossary:
+        print(f"      and with the glossary {glossary}")
+        with_glossary = _score(_evaluate([str(model_dir)], data.test, opts.language, None, glossary).results[0])
 
     print("[5/6] Transcribing a long file with timestamps to SRT")
     srt = out / "long.srt"
@@ -158,7 +179,8 @@ def run_demo(opts: DemoOptions) -> DemoResult:
     result = DemoResult(out, _score(before), _score(after), _score(other_before), _score(other_after),
                         files={"report": report_dir / "report.html", "markdown": report_dir / "report.md",
                                "srt": srt, "adapter": model_dir},
-                        seconds=time.monotonic() - start, names=(data.test_name, data.other_name))
+                        seconds=time.monotonic() - start, names=(data.test_name, data.other_name),
+                        glossary=with_glossary)
     print(format_table(result, base))
     return result
 
@@ -176,6 +198,7 @@ def format_table(result: DemoResult, base: str) -> str:
         f"|{'-' * 36}|{'-' * 10}|{'-' * 10}|{'-' * 10}|",
         row(result.names[0], result.before, result.after),
         row(result.names[1], result.other_before, result.other_after),
+        *([row(result.names[0] + ", glossary", result.before, result.glossary)] if result.glossary else []),
         "",
         f"base model: {base}; fine-tuned adapter: {result.files['adapter']}",
         f"report: {result.files['report']}",

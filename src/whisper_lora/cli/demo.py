@@ -13,10 +13,13 @@ def add_parser(subparsers):
     p.add_argument("--output_dir", default="demo_output", help="where data, adapter and report go")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=float, default=None, help="training epochs (default: the recipe's)")
+    p.add_argument("--glossary", metavar="TXT",
+                   help="domain terms, one per line: the fine-tuned model is also measured decoding with them "
+                        "(--language nl builds one for its held-out levels when none is given)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     run_demo(DemoOptions(language=args.language, quick=args.quick, output_dir=args.output_dir, seed=args.seed,
-                         epochs=args.epochs))
+                         epochs=args.epochs, glossary=args.glossary))
     return 0

@@ -128,3 +128,35 @@ def write_long_file(manifest: str | os.PathLike, path: str | os.PathLike, second
     with atomic_path(path) as tmp:
         soundfile.write(tmp, np.concatenate(pieces), SAMPLE_RATE, format="WAV")
     return Path(path)
+
+
+DISTRACTORS = 4  # per held-out term, in the glossary a held-out test is given
+
+
+def write_glossary(train: str | os.PathLike, test: str | os.PathLike, path: str | os.PathLike,
+                   distractors: int = DISTRACTORS, seed: int = 0, cache_dir: str | os.PathLike | None = None) -> Path:
+    """A glossary for a held-out test (benchmarks/glossary.py's protocol): every word of the test
+    transcripts that no training transcript contains, spelled as the transcript spells it, plus
+    `distractors` words for each from Debian's Dutch word list (wdutch) that no test transcript
+    contains, shuffled. One term per line, written atomically."""
+    import random
+
+    from ..glossary import surface_words
+
+    def words(manifest) -> list[str]:
+        return [w for line in Path(manifest).read_text(encoding="utf-8").splitlines() if line.strip()
+                for w in surface_words(json.loads(line)["text"])]
+
+    trained = {w.casefold() for w in words(train)}
+    spoken = words(test)
+    held = {}
+    for w in spoken:
+        if w.casefold() not in trained and len(w) > 1:
+            held.setdefault(w.casefold(), w)
+    said = {w.casefold() for w in spoken}
+    dictionary = (package_root("wdutch", cache_dir) / "usr/share/dict/dutch").read_text(encoding="utf-8").split()
+    pool = sorted({w for w in dictionary if w.isalpha() and w.casefold() not in said})
+    rng = random.Random(seed)
+    terms = list(held.values()) + rng.sample(pool, distractors * len(held))
+    rng.shuffle(terms)
+    return write_text(path, "\n".join(terms) + "\n")
