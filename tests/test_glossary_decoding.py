@@ -188,3 +188,22 @@ def test_the_original_inference_script_takes_a_glossary(tmp_path):
                            "--glossary", str(tmp_path / "missing.txt")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
     assert "--glossary" in done.stderr and "missing.txt: file not found" in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["hf", "ct2"])
+def test_a_long_file_gets_the_terms_heard_in_its_pieces(say, english_clips, backend):
+    import numpy as np
+
+    names = ["Trivalenza", "Dorvastin", "Nortavelin"]  # made-up drugs tiny.en misspells, mostly
+    drugs = [load_audio(say(DRUG.replace("Trivalenza", n))) for n in names]
+    pause = np.zeros(8000, dtype=np.float32)
+    parts = [load_audio(p) for p, _ in english_clips] + drugs + [load_audio(p) for p, _ in english_clips]
+    audio = np.concatenate([x for part in parts for x in (part, pause)])
+    assert len(audio) > 16000 * 30
+    t = Transcriber.from_spec("bundled:tiny.en", TranscribeOptions(backend=backend, precision="fp32"))
+    plain = t.transcribe_array(audio).text
+    t.glossary = Glossary.from_terms(names + DISTRACTORS, "test")
+    biased = t.transcribe_array(audio).text
+    missed = [n for n in names if n not in plain]
+    assert missed and any(n in biased for n in missed), (plain, biased)
