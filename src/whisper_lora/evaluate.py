@@ -30,6 +30,7 @@ from pathlib import Path
 from .errors import OptionsError
 from .fileio import write_bytes
 from .languages import guess_language, language_code
+from .lm import DEFAULT_LM_BONUS, DEFAULT_LM_WEIGHT
 from .scoring.metrics import Scores, normalize, normalize_for_cer, utterance_errors
 from .scoring.report import file_slug, write_reports
 
@@ -55,6 +56,10 @@ class EvaluateOptions:
     worst: int = 10  # worst utterances listed per model in the report
     pack: bool = True  # short clips share 30-s windows, as `transcribe` decodes them (False: one per window)
     glossary: str | None = None  # domain terms, one per line: decoded as `transcribe --glossary` does
+    lm: str | None = None  # a word n-gram language model fused into the search, as `transcribe --lm`
+    # its weights: one row of the table per weight (choosing one on a validation set)
+    lm_weights: tuple[float, ...] = (DEFAULT_LM_WEIGHT,)
+    lm_bonus: float = DEFAULT_LM_BONUS
 
     def __post_init__(self):
         if isinstance(self.models, (str, bytes)):
@@ -80,6 +85,24 @@ class EvaluateOptions:
             from .glossary import Glossary
 
             Glossary.read(self.glossary)  # its errors before any model loads
+        object.__setattr__(self, "lm_weights", tuple(float(w) for w in self.lm_weights))
+        if not self.lm_weights or any(w < 0 for w in self.lm_weights):
+            raise OptionsError(f"--lm_weight {','.join(map(str, self.lm_weights))}: give weights of 0 or more")
+        if self.lm is not None:
+            from .lm import load
+            from .transcribe import choose_backend
+
+            load(self.lm)  # its errors before any model loads
+            for spec in self.models:
+                if choose_backend(spec, "auto") == "ct2":
+                    raise OptionsError(f"--lm with --model {spec}: a CTranslate2 model's beam search takes no "
+                                       "outside scores; evaluate the training output or HF folder instead")
+
+    @property
+    def variants(self) -> list[tuple[str, float | None]]:
+        """(model spec, language-model weight or None) per row of the table, in order."""
+        weights = self.lm_weights if self.lm is not None else (None,)
+        return [(spec, w) for spec in self.models for w in weights]
 
 
 @dataclass(frozen=True)
@@ -166,7 +189,8 @@ def model_labels(specs) -> list[str]:
     return labels
 
 
-def transcribe_rows(spec: str, rows, options: EvaluateOptions) -> tuple[list[str], list[str | None]]:
+def transcribe_rows(spec: str, rows, options: EvaluateOptions,
+                    lm_weight: float | None = None) -> tuple[list[str], list[str | None]]:
     """(hypotheses, failures) of one model for the rows, in row order; the model is loaded once."""
     from dataclasses import replace
 
@@ -176,7 +200,9 @@ def transcribe_rows(spec: str, rows, options: EvaluateOptions) -> tuple[list[str
     # Temperature 0 only: the fallback to sampling would make scores change from run to run.
     decoding = TranscribeOptions(device=options.device, batch_size=options.batch_size, beam_size=options.beam_size,
                                  precision=options.precision, temperatures=(0.0,), cache_dir=options.cache_dir,
-                                 pack=options.pack, glossary=options.glossary)
+                                 pack=options.pack, glossary=options.glossary,
+                                 lm=options.lm if lm_weight else None,  # 0: the model alone
+                                 lm_weight=lm_weight or 0.0, lm_bonus=options.lm_bonus)
     # Rows sharing a decoding language are decoded together; None lets the model detect it.
     groups: dict[str | None, list[int]] = {}
     for i, row in enumerate(rows):
@@ -214,10 +240,12 @@ def evaluate(options: EvaluateOptions) -> Evaluation:
         raise OptionsError(f"--data {options.data}: the manifest has no rows to evaluate")
     audio_seconds = _total_duration(rows)
     results = []
-    for spec, label in zip(options.models, model_labels(options.models)):
+    labels = dict(zip(options.models, model_labels(options.models)))
+    for spec, weight in options.variants:
+        label = labels[spec] if weight is None else f"{labels[spec]} lm {weight:g}"
         log.info("evaluating %s on %d utterances", label, len(rows))
         start = time.perf_counter()
-        hypotheses, failures = transcribe_rows(spec, rows, options)
+        hypotheses, failures = transcribe_rows(spec, rows, options, weight)
         seconds = time.perf_counter() - start
         result = ModelResult(spec, label, score_transcripts(rows, hypotheses, failures, options.language),
                              seconds, audio_seconds, spec if is_adapter_folder(spec) else None)

@@ -78,6 +78,13 @@ class Transcriber:
             from .decoding.vad import require
 
             require()
+        if options.lm:
+            from .lm import load
+
+            load(options.lm)  # its errors before the model loads
+            if choose_backend(spec, options.backend) == "ct2":
+                raise OptionsError(f"--lm with {spec}: a CTranslate2 model's beam search takes no outside scores; "
+                                   "give the training output or an HF folder (transformers backend)")
         if choose_backend(spec, options.backend) == "ct2":
             from .decoding.ct2 import CT2Backend
             from .models import ct2_folder

@@ -20,6 +20,7 @@ COMMANDS = {
     "serve": "serve",
     "prepare": "prepare",
     "align-heads": "align_heads",
+    "lm": "lm",
 }
 
 

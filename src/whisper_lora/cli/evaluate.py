@@ -1,7 +1,7 @@
 """`whisper-lora evaluate --model SPEC [--model SPEC2 ...] --data MANIFEST`: WER/CER side by side."""
 
 from ..evaluate import EvaluateOptions, evaluate
-from .transcribe import add_glossary_argument
+from .transcribe import add_glossary_argument, add_lm_arguments
 from ..scoring.report import markdown_table, results_table
 
 
@@ -34,6 +34,7 @@ def add_parser(subparsers):
                         "`transcribe` decodes them, when the language is known)")
     p.add_argument("--worst", type=int, default=10, help="worst utterances listed per model (default: %(default)s)")
     add_glossary_argument(p)
+    add_lm_arguments(p, several_weights=True)
     p.set_defaults(func=run)
 
 
@@ -42,7 +43,7 @@ def run(args) -> int:
         models=tuple(args.models), data=args.data, language=args.language, output_dir=args.output_dir,
         batch_size=args.batch_size, beam_size=args.beam_size, precision=args.precision, device=args.device,
         cache_dir=args.cache_dir, max_samples=args.max_samples, worst=args.worst, pack=args.pack,
-        glossary=args.glossary))
+        glossary=args.glossary, lm=args.lm, lm_weights=args.lm_weight, lm_bonus=args.lm_bonus))
     print(markdown_table(results_table(evaluation)))
     for name, path in evaluation.files.items():
         if name in ("report.html", "report.md", "results.json"):

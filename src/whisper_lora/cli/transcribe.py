@@ -12,6 +12,7 @@ import sys
 from ..decoding.options import BACKENDS, DEVICES, LONG_FORMS, TASKS
 from ..decoding.writers import FORMATS
 from ..glossary import MAX_TERMS
+from ..lm import DEFAULT_LM_BONUS, DEFAULT_LM_WEIGHT
 
 
 def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
@@ -55,6 +56,7 @@ def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
                           help="float32 arithmetic throughout (the default on a CPU is float32 with the "
                                "output projection in int8: faster, as accurate)")
     add_glossary_argument(p)
+    add_lm_arguments(p)
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="hf (transformers) or ct2 (faster-whisper on a CTranslate2 folder); auto: ct2 for a "
                         "CTranslate2 folder, else hf")
@@ -94,6 +96,31 @@ def add_glossary_argument(p: argparse.ArgumentParser) -> None:
                         "words are kept where they write a term")
 
 
+def add_lm_arguments(p: argparse.ArgumentParser, several_weights: bool = False) -> None:
+    p.add_argument("--lm", metavar="ARPA",
+                   help="a word n-gram language model (ARPA or KenLM file; `whisper-lora lm build --text FILE` makes "
+                        "one from your text) fused into the search: each word gets --lm_weight times its log "
+                        "probability under it, plus --lm_bonus; use it with --beam_size 5 (transformers backend)")
+    if several_weights:
+        p.add_argument("--lm_weight", type=_weights, default=(DEFAULT_LM_WEIGHT,), metavar="W[,W...]",
+                       help=f"weight(s) of the language model: one table row each, to choose one on your "
+                            f"validation data (default: {DEFAULT_LM_WEIGHT})")
+    else:
+        p.add_argument("--lm_weight", type=float, default=DEFAULT_LM_WEIGHT,
+                       help="weight of the language model (default: %(default)s, chosen on Dutch validation "
+                            "speech; `evaluate --lm_weight 0.1,0.3,0.5` compares several on your data)")
+    p.add_argument("--lm_bonus", type=float, default=DEFAULT_LM_BONUS,
+                   help="added per word with --lm, against the language model's bias to short text "
+                        "(default: %(default)s)")
+
+
+def _weights(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give numbers separated by commas, e.g. 0.1,0.3,0.5") from None
+
+
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "transcribe", help="transcribe audio files with any model, adapter or export",
@@ -114,7 +141,8 @@ def run(args) -> int:
         backend=args.backend, pack=getattr(args, "pack", True), cache_dir=getattr(args, "cache_dir", None),
         compute_type=getattr(args, "compute_type", None), long_form=getattr(args, "long_form", "batched"),
         word_timestamps=getattr(args, "word_timestamps", False), initial_prompt=getattr(args, "initial_prompt", None),
-        hotwords=getattr(args, "hotwords", None), vad=getattr(args, "vad", False), glossary=args.glossary)
+        hotwords=getattr(args, "hotwords", None), vad=getattr(args, "vad", False), glossary=args.glossary,
+        lm=args.lm, lm_weight=args.lm_weight, lm_bonus=args.lm_bonus)
     paths = list(getattr(args, "files", None) or []) + list(args.audio_path or [])
     if args.audio_list:
         paths += read_audio_list(args.audio_list)

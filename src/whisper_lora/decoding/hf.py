@@ -38,10 +38,13 @@ from . import long_form, vad, words
 from ..audio import N_SAMPLES, SAMPLE_RATE
 from .backend import Backend
 from .guards import verdict
+from .hf_beams import beams_share_encoder, shared_cross_cache
+from .lm_fusion import LMFusion
 from .hf_logits import Suppress, TokenLogprobs, quiet_generate_warnings
 from .int8_head import Int8Head, build_int8_head
 from ..devices import pick_device
 from ..glossary import prompt_text
+from ..lm import load as load_lm
 from .results import Decoded, Segment, clamped, moved, pieces_to_segments, timed_pieces
 from .options import FALLBACK_SEED, TranscribeOptions
 
@@ -87,6 +90,8 @@ class HFBackend(Backend):
         self._fp32_head = self.whisper.proj_out
         self.prompt_ids = self._prompt(self.options)
         self.aligner = words.HFAligner(self.whisper) if self.options.word_timestamps else None
+        # --lm_weight 0 is the model alone (no word bonus either)
+        self.lm = load_lm(self.options.lm) if self.options.lm and self.options.lm_weight > 0 else None
 
     def encode_text(self, text: str) -> list[int]:
         """Text tokens of `text` (no special tokens): how long a prompt it makes."""
@@ -241,7 +246,8 @@ class HFBackend(Backend):
         else:
             langs = self._settle_languages(lang_probs, len(audios))
         prompts = self._row_prompts(terms)
-        generated, avg_logprob = self._generate(encoder_hidden, [code for code, _ in langs], timestamps, prompts)
+        generated, avg_logprob = self._generate(encoder_hidden, [code for code, _ in langs], timestamps, prompts,
+                                                terms if prompts is not None else None)
         results, truncated, pieces = [], [], []
         for row, (code, prob), duration in zip(generated, langs, durations):
             tokens = [t for t in row if t != self.eos]
@@ -300,11 +306,13 @@ class HFBackend(Backend):
             dec.segments = clamped(((s.start, s.end, s.text, s.words) for s in
                                     words.place(p, timed, self.tokenizer.decode)), n / SAMPLE_RATE)
 
-    def _generate(self, encoder_hidden: torch.Tensor, languages: list[str], timestamps: bool, prompts=None):
+    def _generate(self, encoder_hidden: torch.Tensor, languages: list[str], timestamps: bool, prompts=None,
+                  terms=None):
         """Greedy or beam decoding at temperature 0 on the encoder's output: (the tokens generated
         per row, the end token included where it was reached; mean token log-probability per row).
 
-        prompts: prompt ids per row (_row_prompts), or None for self.prompt_ids in every row."""
+        prompts: prompt ids per row (_row_prompts), or None for self.prompt_ids in every row;
+        terms: the glossary terms in each row's prompt (the language model does not score them down)."""
         opts = self.options
         if prompts is None:
             start = self._prompt_kwargs()
@@ -313,7 +321,13 @@ class HFBackend(Backend):
             start = self._start_ids(prompts, languages, timestamps)
             prompt_length = start["decoder_input_ids"].shape[1]
         logprobs = TokenLogprobs(self.eos, prompt_length) if opts.beam_size == 1 else None
-        with self._decoding():
+        fusion = (LMFusion(self.lm, self.tokenizer, opts.lm_weight, opts.lm_bonus, prompt_length, self.eos,
+                           self.whisper.config.vocab_size, terms, opts.beam_size) if self.lm is not None else None)
+        # The token log-probabilities are Whisper's own, before the language model's share.
+        extra = [p for p in (logprobs, fusion) if p is not None]
+        with self._decoding(), beams_share_encoder(self.whisper):
+            if opts.beam_size > 1:
+                start["cache"] = shared_cross_cache(self.whisper, encoder_hidden, opts.beam_size)
             out = self.whisper.generate(
                 encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
                 return_timestamps=timestamps, num_beams=opts.beam_size, do_sample=False,
@@ -321,13 +335,17 @@ class HFBackend(Backend):
                 logprob_threshold=None, no_speech_threshold=None, force_unique_generate_call=True,
                 return_dict_in_generate=True, output_scores=opts.beam_size > 1,
                 suppress_tokens=None, begin_suppress_tokens=None,
-                logits_processor=self._processors(prompt_length, [logprobs] if logprobs else []),
+                logits_processor=self._processors(prompt_length, extra),
                 **start, **self._language_kwargs(languages))
+        rows = [row[prompt_length:].tolist() for row in out.sequences]
         if logprobs is not None:
             avg_logprob = logprobs.finish(out.sequences)
         else:
             avg_logprob = out.sequences_scores.float().cpu()
-        return [row[prompt_length:].tolist() for row in out.sequences], avg_logprob
+            if fusion is not None:  # the beam's score holds the language model's share: take it off
+                avg_logprob = torch.tensor([score - fusion.total(row, i) / _generated_length(row, self.eos)
+                                            for i, (score, row) in enumerate(zip(avg_logprob.tolist(), rows))])
+        return rows, avg_logprob
 
     def _start_ids(self, prompts: list[list[int]], languages: list[str], timestamps: bool) -> dict:
         """generate's decoder_input_ids for rows with prompts of different lengths: each row's
@@ -454,3 +472,9 @@ class HFBackend(Backend):
             self._add_words(hidden, [decoded], [local], [len(window)])
             out += moved(decoded.segments, offset, len(audio) / SAMPLE_RATE)
         return out
+
+
+def _generated_length(row: list[int], eos: int) -> int:
+    """Tokens a beam generated, its end token included (the rest is padding): what its score
+    was divided by."""
+    return row.index(eos) + 1 if eos in row else max(1, len(row))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 from ..devices import cpu_auto_precision, cpu_has_native_bf16
 from ..errors import OptionsError
+from ..lm import DEFAULT_LM_BONUS, DEFAULT_LM_WEIGHT
 from ..languages import language_code
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,13 @@ class TranscribeOptions:
     # terms its text comes close to (at most glossary.MAX_TERMS) are put in the prompt of a second
     # pass, and that pass's words are kept where they write a term (biasing.py).
     glossary: str | None = None
+    # A word n-gram language model (an ARPA or KenLM file; `whisper-lora lm build` makes one from
+    # text) fused into the search (decoding/lm_fusion.py): each word Whisper completes gets
+    # lm_weight * ln P_lm(word | words before) + lm_bonus. With beam search, as Whisper-LM uses it;
+    # the transformers backend only (CTranslate2's search takes no outside scores).
+    lm: str | None = None
+    lm_weight: float = DEFAULT_LM_WEIGHT
+    lm_bonus: float = DEFAULT_LM_BONUS
 
     def __post_init__(self):
         object.__setattr__(self, "language", normalize_language(self.language))
@@ -148,6 +156,11 @@ class TranscribeOptions:
             value = getattr(self, flag)
             if value is not None and not value.strip():
                 raise OptionsError(f"--{flag} '': empty; leave --{flag} out for no prompt")
+        if self.lm_weight < 0:
+            raise OptionsError(f"--lm_weight {self.lm_weight}: must be 0 or more (0: the model alone)")
+        if self.lm is not None and self.backend == "ct2":
+            raise OptionsError("--lm with --backend ct2: CTranslate2's beam search takes no outside scores; "
+                               "use --backend transformers (or leave --backend out)")
         if self.word_timestamps and not self.return_timestamps:
             object.__setattr__(self, "return_timestamps", True)  # words are placed inside segments
 
