@@ -11,10 +11,13 @@ from transformers import LogitsProcessor
 
 # transformers' generate warns about choices made here on purpose: suppress lists passed beside
 # the generation config (ours replace its lists), max_new_tokens beside the config's max_length
-# (the cap wins, as meant), and no attention mask on the decoder prompt (Whisper's prompts are
-# never padded). Users would read them as problems of theirs.
+# (the cap wins, as meant), no attention mask on the decoder prompt (Whisper's prompts are
+# never padded), and output_scores on the inner config Whisper's beam search builds (the beam
+# scores are read, and they come back). Users would read them as problems of theirs.
 GENERATE_NOISE = ("Passing `generation_config` together with", "seem to have been set",
-                  "The attention mask is not set with a batched input")
+                  "The attention mask is not set with a batched input",
+                  "flags are not valid and may be ignored: ['output_scores']")
+NOISY_LOGGERS = ("transformers.generation.utils", "transformers.generation.configuration_utils")
 
 
 class GenerateNoise(logging.Filter):
@@ -24,9 +27,10 @@ class GenerateNoise(logging.Filter):
 
 
 def quiet_generate_warnings() -> None:
-    logger = logging.getLogger("transformers.generation.utils")
-    if not any(isinstance(f, GenerateNoise) for f in logger.filters):
-        logger.addFilter(GenerateNoise())
+    for name in NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, GenerateNoise) for f in logger.filters):
+            logger.addFilter(GenerateNoise())
 
 
 class Suppress(LogitsProcessor):
