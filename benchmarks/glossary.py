@@ -1,6 +1,6 @@
 """Domain terms on real Dutch speech: a glossary at decoding, glossary-aware training, side by side.
 
-    python benchmarks/glossary.py [--work DIR] [--variants plain,glossary,aware,aware+glossary]
+    python benchmarks/glossary.py [--work DIR] [--variants plain,glossary,aware,aware+glossary,beam,beam+lm,beam+lm+glossary]
 
 Data as benchmarks/real_speech.py (the Dutch voice acting of Fish Fillets NG: 287 held-out clips,
 about 68 min to train on); its `defaults` adapter (train defaults, 3 epochs) is trained here when
@@ -17,6 +17,11 @@ Variants, each in its own process:
   glossary         the defaults adapter, --glossary at decoding
   aware            the glossary-aware adapter, no glossary
   aware+glossary   the glossary-aware adapter, --glossary at decoding
+  beam             the defaults adapter, --beam_size 5
+  beam+lm          the defaults adapter, --beam_size 5 --lm: a 3-gram model of the training
+                   transcripts (`whisper-lora lm build`), at the default weight and bonus (chosen on
+                   the validation clips with `evaluate --lm_weight`)
+  beam+lm+glossary the same, with --glossary (both passes with the language model)
 Printed per variant: WER; B-WER, the error rate on spoken glossary words (substitutions and
 deletions of reference words that are glossary terms, over their count); U-WER, the error rate
 on the other words (their substitutions and deletions plus all insertions, over their count);
@@ -42,7 +47,7 @@ from common import ROOT, emit, parse_result  # noqa: E402
 BASE = "bundled:base"
 LANGUAGE = "nl"
 DISTRACTORS = 4
-VARIANTS = ("plain", "glossary", "aware", "aware+glossary")
+VARIANTS = ("plain", "glossary", "aware", "aware+glossary", "beam", "beam+lm", "beam+lm+glossary")
 
 
 def data(work: Path) -> dict:
@@ -89,7 +94,13 @@ def child(variant: str, work: Path) -> None:
     glossary = Glossary.read(build_glossary(paths, work / "glossary" / "glossary.txt"))
     test = rows(paths["test"])
     audios = [load_audio(r["audio_path"]) for r in test]
-    transcriber = Transcriber.from_spec(str(model), TranscribeOptions(language=LANGUAGE))
+    beam = 5 if variant.startswith("beam") else 1
+    lm = None
+    if "lm" in variant.split("+"):
+        from whisper_lora.lm import build_file
+
+        lm = str(build_file(paths["train"], work / "glossary" / "train.arpa"))
+    transcriber = Transcriber.from_spec(str(model), TranscribeOptions(language=LANGUAGE, beam_size=beam, lm=lm))
     backend = transcriber.backend
     start = time.perf_counter()
     first = backend.decode_short(audios)
@@ -175,7 +186,8 @@ def report(work: Path, results: dict) -> None:
           f"no training line holds, {DISTRACTORS} distractors each)")
     print("| variant | rule | WER | B-WER | U-WER | files given terms | terms per file | decoding s | WER - plain (95% CI) |")
     print("|---|---|---|---|---|---|---|---|---|")
-    plain = None
+    plain = beam = None
+    against_beam = []
     for variant in (v for v in VARIANTS if v in results):
         clips = [json.loads(line) for line in (work / "glossary" / f"{variant}.jsonl").read_text(encoding="utf-8").splitlines()]
         r = results[variant]
@@ -192,6 +204,13 @@ def report(work: Path, results: dict) -> None:
             per = f"{r['mean_terms']:.1f}" if "mean_terms" in r else "-"
             print(f"| {variant} | {rule} | {f['wer'] * 100:.1f}% | {f['b_wer'] * 100:.1f}% | {f['u_wer'] * 100:.1f}% "
                   f"| {given} | {per} | {seconds:.0f} ({r['first_seconds']:.0f} first pass) | {ci} |")
+            if variant == "beam":
+                beam = counts
+            elif variant.startswith("beam+") and beam is not None:
+                against_beam.append("{} {}: {:+.1f} to {:+.1f}".format(variant, rule,
+                                                                      *(100 * x for x in bootstrap(beam, counts))))
+    if against_beam:
+        print("WER - beam (95% CI): " + "; ".join(against_beam))
 
 
 def main() -> int:
