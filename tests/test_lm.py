@@ -70,15 +70,15 @@ def test_words_and_unfinished_words():
 
 
 def test_a_listed_glossary_term_is_never_scored_down(arpa, bundled_tiny_en):
-    from whisper_lora.decoding.lm_fusion import LMFusion
+    from whisper_lora.decoding.lm_fusion import LMFusion, word_ends
 
     tokenizer = bundled_tiny_en[1].tokenizer
     eos = tokenizer.eos_token_id
-    fusion = LMFusion(lm.load(arpa), tokenizer, 0.3, 1.0, 0, eos, eos + 1,
+    fusion = LMFusion(lm.load(arpa), tokenizer, 0.3, 1.0, 0, eos, word_ends(tokenizer, eos, eos + 1),
                       listed=[["Zwolle Centraal"], []], beams=2)
     row = tuple(tokenizer.encode(" the train to zwolle", add_special_tokens=False))
-    unlisted = fusion._costs(row, fusion._listed(2))[0]  # item 1's beams: no terms
-    listed = fusion._costs(row, fusion._listed(1))[0]  # item 0's second beam
+    unlisted = fusion._costs(row, fusion._listed(2 // fusion.beams))[0]  # row 2: item 1's beams, no terms
+    listed = fusion._costs(row, fusion._listed(1 // fusion.beams))[0]  # row 1: item 0's second beam
     assert unlisted < 0 == listed  # an unknown word costs; the same word listed costs nothing
     assert fusion.total(list(row) + [eos], 0) > fusion.total(list(row) + [eos], 1)
 
@@ -158,6 +158,18 @@ def test_the_language_model_spells_a_word_it_knows_and_does_not_worsen_its_domai
     assert "trivalenza" in texts[0].lower()
     assert error_rates(references, texts[1:], "en").wer <= error_rates(references, plain[1:], "en").wer
     assert math.isfinite(fused.backend.lm.logprob((), "trivalenza"))
+
+
+def test_lm_with_a_ctranslate2_model_is_refused_before_it_loads(tmp_path, arpa):
+    from whisper_lora.evaluate import EvaluateOptions
+
+    ct2 = tmp_path / "ct2-model"
+    ct2.mkdir()
+    (ct2 / "model.bin").write_bytes(b"not read")
+    for make in (lambda: Transcriber.from_spec(str(ct2), TranscribeOptions(lm=str(arpa))),
+                 lambda: EvaluateOptions(models=("bundled:tiny.en", str(ct2)), data=str(arpa), lm=str(arpa))):
+        with pytest.raises(OptionsError, match=f"--lm with {ct2}: a CTranslate2 model's beam search"):
+            make()
 
 
 @pytest.mark.slow

@@ -89,14 +89,10 @@ class EvaluateOptions:
         if not self.lm_weights or any(w < 0 for w in self.lm_weights):
             raise OptionsError(f"--lm_weight {','.join(map(str, self.lm_weights))}: give weights of 0 or more")
         if self.lm is not None:
-            from .lm import load
-            from .transcribe import choose_backend
+            from .transcribe import check_lm
 
-            load(self.lm)  # its errors before any model loads
-            for spec in self.models:
-                if choose_backend(spec, "auto") == "ct2":
-                    raise OptionsError(f"--lm with --model {spec}: a CTranslate2 model's beam search takes no "
-                                       "outside scores; evaluate the training output or HF folder instead")
+            for spec in self.models:  # before the first model is evaluated
+                check_lm(spec, self.lm)
 
     @property
     def variants(self) -> list[tuple[str, float | None]]:

@@ -79,12 +79,7 @@ class Transcriber:
 
             require()
         if options.lm:
-            from .lm import load
-
-            load(options.lm)  # its errors before the model loads
-            if choose_backend(spec, options.backend) == "ct2":
-                raise OptionsError(f"--lm with {spec}: a CTranslate2 model's beam search takes no outside scores; "
-                                   "give the training output or an HF folder (transformers backend)")
+            check_lm(spec, options.lm, options.backend)
         if choose_backend(spec, options.backend) == "ct2":
             from .decoding.ct2 import CT2Backend
             from .models import ct2_folder
@@ -214,6 +209,16 @@ def _result(path: str, duration: float, decoded) -> FileResult:
     return FileResult(path=path, text=join_segments(decoded.segments), segments=list(decoded.segments),
                       language=decoded.language, language_probability=decoded.language_probability,
                       duration=duration)
+
+
+def check_lm(spec: str, lm: str, backend: str = "auto") -> None:
+    """--lm's errors before any model loads: an unreadable file, or a model it cannot steer."""
+    from .lm import load
+
+    load(lm)
+    if choose_backend(spec, backend) == "ct2":
+        raise OptionsError(f"--lm with {spec}: a CTranslate2 model's beam search takes no outside scores; "
+                           "give the training output or an HF folder (transformers backend)")
 
 
 def choose_backend(spec: str, backend: str) -> str:

@@ -26,9 +26,8 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from ..lm import build_file, load
+    from ..lm import build_file
 
     path = build_file(args.text, args.output, args.order)
-    model = load(path)
-    print(f"{path}: {model.order}-gram model")
+    print(f"{path}: {args.order}-gram model")
     return 0

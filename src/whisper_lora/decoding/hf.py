@@ -39,7 +39,7 @@ from ..audio import N_SAMPLES, SAMPLE_RATE
 from .backend import Backend
 from .guards import verdict
 from .hf_beams import beams_share_encoder, shared_cross_cache
-from .lm_fusion import LMFusion
+from .lm_fusion import LMFusion, word_ends
 from .hf_logits import Suppress, TokenLogprobs, quiet_generate_warnings
 from .int8_head import Int8Head, build_int8_head
 from ..devices import pick_device
@@ -92,6 +92,7 @@ class HFBackend(Backend):
         self.aligner = words.HFAligner(self.whisper) if self.options.word_timestamps else None
         # --lm_weight 0 is the model alone (no word bonus either)
         self.lm = load_lm(self.options.lm) if self.options.lm and self.options.lm_weight > 0 else None
+        self.lm_ends = word_ends(self.tokenizer, self.eos, self.whisper.config.vocab_size) if self.lm else None
 
     def encode_text(self, text: str) -> list[int]:
         """Text tokens of `text` (no special tokens): how long a prompt it makes."""
@@ -322,7 +323,7 @@ class HFBackend(Backend):
             prompt_length = start["decoder_input_ids"].shape[1]
         logprobs = TokenLogprobs(self.eos, prompt_length) if opts.beam_size == 1 else None
         fusion = (LMFusion(self.lm, self.tokenizer, opts.lm_weight, opts.lm_bonus, prompt_length, self.eos,
-                           self.whisper.config.vocab_size, terms, opts.beam_size) if self.lm is not None else None)
+                           self.lm_ends, terms, opts.beam_size) if self.lm is not None else None)
         # The token log-probabilities are Whisper's own, before the language model's share.
         extra = [p for p in (logprobs, fusion) if p is not None]
         with self._decoding(), beams_share_encoder(self.whisper):

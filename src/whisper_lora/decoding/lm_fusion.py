@@ -47,27 +47,37 @@ def split_partial(text: str) -> tuple[str, str]:
     return text[:end], text[end:]
 
 
+def word_ends(tokenizer, eos: int, vocab_size: int) -> torch.Tensor:
+    """1.0 for each token that ends the word before it, else 0.0 (over the vocabulary): built
+    once per model, since it reads every token's spelling."""
+    ends = torch.zeros(vocab_size)
+    for token_id, token in enumerate(tokenizer.convert_ids_to_tokens(list(range(vocab_size)))):
+        if token_id >= eos or (token and _ends_word(token)):
+            ends[token_id] = 1.0  # special tokens and timestamps end the word too
+    return ends
+
+
 class LMFusion(LogitsProcessor):
     """Adds the language model's score of each word completed by a candidate token (see module)."""
 
     def __init__(self, lm: NgramLM, tokenizer, weight: float, bonus: float, prompt_length: int, eos: int,
-                 vocab_size: int, listed=None, beams: int = 1):
-        """listed: per batch item, the words of its prompt's glossary terms (or None); rows of
-        input_ids are items times beams, in item order as generate lays them out."""
-        self.lm, self.tokenizer, self.eos = lm, tokenizer, eos
+                 ends: torch.Tensor, listed=None, beams: int = 1):
+        """ends: word_ends(...) of the model; listed: per batch item, its prompt's glossary terms
+        (or None); rows of input_ids are items times beams, in item order as generate lays them out."""
+        self.lm, self.tokenizer, self.eos, self.ends = lm, tokenizer, eos, ends
         self.listed = [frozenset(w for term in item or () for w in words(term)) for item in listed] if listed else None
         self.beams = beams
         self.weight, self.bonus, self.prompt_length = weight * LN10, bonus, prompt_length
-        ends = torch.zeros(vocab_size)
-        for token_id, token in enumerate(tokenizer.convert_ids_to_tokens(list(range(vocab_size)))):
-            if token_id >= eos or (token and _ends_word(token)):
-                ends[token_id] = 1.0  # special tokens and timestamps end the word too
-        self.ends = ends
         self._memo: dict[tuple, tuple[float, float]] = {}
 
-    def _score(self, history: tuple, word: str, listed: frozenset) -> float:
-        score = self.weight * self.lm.logprob(history, word) + self.bonus
-        return max(score, 0.0) if word in listed else score
+    def _add_words(self, history: tuple, new: list[str], listed: frozenset) -> tuple[float, tuple]:
+        """(what the words `new` after `history` add, the history with them)."""
+        added = 0.0
+        for word in new:
+            score = self.weight * self.lm.logprob(history, word) + self.bonus
+            added += max(score, 0.0) if word in listed else score
+            history += (word,)
+        return added, history
 
     def _costs(self, tokens: tuple, listed: frozenset = frozenset()) -> tuple[float, float]:
         """(what ending the current word adds, what ending the text there adds besides)."""
@@ -75,17 +85,13 @@ class LMFusion(LogitsProcessor):
         if found is None:
             text = self.tokenizer.decode([t for t in tokens if t < self.eos])
             done, partial = split_partial(text)
-            history = tuple(words(done))
-            added = 0.0
-            for word in words(partial):
-                added += self._score(history, word, listed)
-                history += (word,)
+            added, history = self._add_words(tuple(words(done)), words(partial), listed)
             found = (added, self.weight * self.lm.end(history))
             self._memo[(tokens, listed)] = found
         return found
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        rows = [self._costs(tuple(row), self._listed(i))
+        rows = [self._costs(tuple(row), self._listed(i // self.beams))
                 for i, row in enumerate(input_ids[:, self.prompt_length:].tolist())]
         word = torch.tensor([r[0] for r in rows], dtype=scores.dtype, device=scores.device)
         end = torch.tensor([r[1] for r in rows], dtype=scores.dtype, device=scores.device)
@@ -95,17 +101,13 @@ class LMFusion(LogitsProcessor):
         scores[:, self.eos] += end
         return scores
 
-    def _listed(self, row: int) -> frozenset:
-        return self.listed[row // self.beams] if self.listed else frozenset()
+    def _listed(self, item: int) -> frozenset:
+        return self.listed[item] if self.listed else frozenset()
 
     def total(self, tokens: list[int], item: int = 0) -> float:
         """All the language model added to batch item `item`'s finished row (tokens after the
         prompt, end included): taken off its beam score to give the acoustic mean log-probability
         the fallback checks."""
         text = self.tokenizer.decode([t for t in tokens if t < self.eos])
-        history, added = (), 0.0
-        listed = self.listed[item] if self.listed else frozenset()
-        for word in words(text):
-            added += self._score(history, word, listed)
-            history += (word,)
+        added, history = self._add_words((), words(text), self._listed(item))
         return added + (self.weight * self.lm.end(history) if self.eos in tokens else 0.0)
