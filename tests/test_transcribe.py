@@ -649,3 +649,31 @@ def test_int8_head_decodes_as_fp32_does_and_leaves_the_model_alone(bundled_tiny_
     with torch.no_grad():
         head.weight.mul_(1.0)
     assert t.backend._int8_head() is not first
+
+
+@pytest.mark.slow
+def test_beam_search_sharing_the_encoder_output_writes_what_plain_beam_search_writes(english_clips, monkeypatch):
+    """decoding/hf_beams.py: cross-attention keys/values computed once per file, and only the
+    self-attention cache reordered. Against transformers' own way (a fresh cache, filled and
+    reordered per beam), in float32 so that no near tie is decided by rounding."""
+    import contextlib
+
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+    from whisper_lora.decoding import hf
+
+    audios = [load_audio(p) for p, _ in english_clips[:4]]
+    options = TranscribeOptions(pack=False, precision="fp32", beam_size=5)
+    shared = [r.text for r in Transcriber.from_spec("bundled:tiny.en", options).transcribe_arrays(audios)]
+    calls = []
+
+    def fresh_cache(whisper, encoder_hidden, beams):
+        calls.append(beams)
+        return EncoderDecoderCache(DynamicCache(config=whisper.config), DynamicCache(config=whisper.config))
+
+    monkeypatch.setattr(hf, "beams_share_encoder", lambda whisper: contextlib.nullcontext())
+    monkeypatch.setattr(hf, "shared_cross_cache", fresh_cache)
+    plain = [r.text for r in Transcriber.from_spec("bundled:tiny.en", options).transcribe_arrays(audios)]
+    assert calls and all(b == 5 for b in calls)
+    assert shared == plain
+    assert all(shared)
