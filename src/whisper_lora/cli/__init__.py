@@ -18,6 +18,7 @@ COMMANDS = {
     "export": "export",
     "demo": "demo",
     "serve": "serve",
+    "stream": "stream",
     "prepare": "prepare",
     "align-heads": "align_heads",
     "lm": "lm",

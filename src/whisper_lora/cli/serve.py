@@ -14,7 +14,8 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "serve", help="serve OpenAI's audio API with a base model and LoRA adapters",
         description="An OpenAI-compatible server: POST /v1/audio/transcriptions and /v1/audio/translations, "
-                    "GET /v1/models, /health, and a web page at /. A request's `model` picks an adapter "
+                    "GET /v1/models, /health, live streams over WebSockets (/v1/stream: raw PCM; /v1/realtime: "
+                    "OpenAI's Realtime transcription events), and a web page at / with a microphone button. A request's `model` picks an adapter "
                     "(or the base). Needs the serve extra: pip install 'whisper-lora[serve]'.")
     p.add_argument("--model", "--model_path", dest="model", required=True, metavar="SPEC",
                    help="the base model: bundled:tiny.en, bundled:base, a hub id, an HF or CTranslate2 folder, "
@@ -39,6 +40,13 @@ def add_parser(subparsers):
     p.add_argument("--max_batch", type=int, default=16, help="requests decoded together at most (default: %(default)s)")
     p.add_argument("--batch_wait_ms", type=float, default=20.0,
                    help="how long a request waits for others to share its batch (default: %(default)s ms)")
+    p.add_argument("--max_streams", type=int, default=8,
+                   help="live WebSocket streams (/v1/stream, /v1/realtime) at once; one more is closed with a "
+                        "reason (default: %(default)s; 0: none)")
+    p.add_argument("--max_stream_minutes", type=float, default=240.0,
+                   help="a live stream is ended after this much audio, its text sent (default: %(default)s)")
+    p.add_argument("--stream_idle_seconds", type=float, default=30.0,
+                   help="a live stream that sends nothing this long is closed (default: %(default)s)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto picks cuda, then mps, then cpu")
     p.add_argument("--cache_dir", help="where hub downloads and converted models are cached")
     p.set_defaults(func=run)
@@ -56,6 +64,8 @@ def run(args) -> int:
     serve(ServeOptions(model=args.model, adapters=adapters, base_name=args.base_name, host=args.host,
                        port=args.port, api_key=args.api_key, max_upload_mb=args.max_upload_mb,
                        max_audio_seconds=args.max_audio_seconds, max_batch=args.max_batch,
-                       batch_wait_ms=args.batch_wait_ms, device=args.device, cache_dir=args.cache_dir,
+                       batch_wait_ms=args.batch_wait_ms, max_streams=args.max_streams,
+                       max_stream_minutes=args.max_stream_minutes, stream_idle_seconds=args.stream_idle_seconds,
+                       device=args.device, cache_dir=args.cache_dir,
                        glossaries=dict(parse_glossary(g) for g in args.glossary)))
     return 0

@@ -49,15 +49,15 @@ def require() -> None:
         raise OptionsError(INSTALL) from exc
 
 
-def speech_regions(audio: np.ndarray) -> list[tuple[int, int]]:
-    """(start_sample, end_sample) of each stretch of speech, padded, in order, not overlapping."""
+def speech_regions(audio: np.ndarray, pad_ms: int = SPEECH_PAD_MS) -> list[tuple[int, int]]:
+    """(start_sample, end_sample) of each stretch of speech, padded by pad_ms, in order, not overlapping."""
     require()
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     audio = np.asarray(audio, dtype=np.float32)
     if audio.size == 0:
         return []
-    options = VadOptions(threshold=THRESHOLD, min_silence_duration_ms=MIN_SILENCE_MS, speech_pad_ms=SPEECH_PAD_MS)
+    options = VadOptions(threshold=THRESHOLD, min_silence_duration_ms=MIN_SILENCE_MS, speech_pad_ms=pad_ms)
     return [(int(r["start"]), int(r["end"])) for r in get_speech_timestamps(audio, options, SAMPLE_RATE)
             if r["end"] > r["start"]]
 

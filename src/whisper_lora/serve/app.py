@@ -14,7 +14,7 @@ import secrets
 import time
 from importlib import resources
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -27,6 +27,8 @@ from .batcher import Batcher
 from .formats import RESPONSE_FORMATS, TIMED_FORMATS, error_body, render
 from .models import Job, ModelSet
 from .options import ServeOptions
+from .realtime import realtime
+from .streams import POLICY, Closed, Slots, native
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,19 @@ def create_app(models: ModelSet, options: ServeOptions) -> FastAPI:
     @app.post("/v1/audio/translations")
     async def translations(request: Request):
         return await audio_request(request, "translate")
+
+    slots = Slots(options.max_streams)
+
+    def job_for(query) -> Job:
+        return _stream_job(query, models, options)
+
+    @app.websocket("/v1/stream")
+    async def stream(ws: WebSocket):
+        await native(ws, models, options, batcher, slots, job_for)
+
+    @app.websocket("/v1/realtime")
+    async def realtime_transcription(ws: WebSocket):
+        await realtime(ws, models, options, batcher, slots, job_for)
 
     return app
 
@@ -150,6 +165,19 @@ async def _parse(request: Request, task: str, models: ModelSet, options: ServeOp
         raise RequestError(413, f"file: {len(audio) / SAMPLE_RATE:.0f} s of audio is over this server's "
                            f"limit of {options.max_audio_seconds:.0f} s", "file", "audio_too_long")
     return job, audio, filename, response_format
+
+
+def _stream_job(query, models: ModelSet, options: ServeOptions) -> Job:
+    """How a live stream is decoded, from its query (or session) fields; a bad one: Closed naming it."""
+    name = _field(query, "model") or options.base_name
+    served = models.resolve(name)
+    if served is None:
+        raise Closed(POLICY, f"model {name!r}: this server has {', '.join(models.names)}")
+    try:
+        return Job(model=served, language=_language(query, "transcribe", models), timestamps=True,
+                   prompt=_field(query, "prompt"), glossary=_glossary(query, served, models), live=True)
+    except RequestError as exc:
+        raise Closed(POLICY, exc.message) from None
 
 
 def _field(form, key: str) -> str | None:

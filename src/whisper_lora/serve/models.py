@@ -34,6 +34,7 @@ class Job:
     words: bool = False  # word timestamps (timestamp_granularities[] word)
     prompt: str | None = None  # the request's prompt: text as if said just before the audio
     glossary: Glossary | None = None  # the request's terms, or its model's default glossary
+    live: bool = False  # a live stream's buffer: decoded alone in its window, one temperature (no wait)
 
     def options(self, serve: ServeOptions) -> TranscribeOptions:
         # OpenAI's temperature 0 means "raise it on failure", as openai-whisper's fallback does;
@@ -41,8 +42,12 @@ class Job:
         temperatures = tuple(t for t in DEFAULT_TEMPERATURES if t >= self.temperature) or (1.0,)
         if self.temperature not in temperatures:
             temperatures = (self.temperature, *temperatures)
+        if self.live:
+            # A stream decodes its buffer again within a second: a fallback's second decode or a
+            # packed window's check would only make its words later (benchmarks/stream_latency.py).
+            temperatures = (self.temperature,)
         return TranscribeOptions(language=self.language, task=self.task, return_timestamps=self.timestamps,
-                                 temperatures=temperatures, device=serve.device, precision=serve.precision,
+                                 temperatures=temperatures, pack=not self.live, device=serve.device, precision=serve.precision,
                                  cache_dir=serve.cache_dir, word_timestamps=self.words, initial_prompt=self.prompt)
 
 

@@ -30,6 +30,9 @@ class ServeOptions:
     # served model name -> glossary file (one term per line): the terms of its requests that
     # send none of their own; ALL_MODELS names the default of every model without one
     glossaries: dict[str, str] = field(default_factory=dict)
+    max_streams: int = 8  # live WebSocket streams at once; one more is closed with a reason
+    max_stream_minutes: float = 240.0  # a stream is ended (its text sent) after this much audio
+    stream_idle_seconds: float = 30.0  # a stream that sends nothing this long is closed
 
     def __post_init__(self):
         for name in (self.base_name, *self.adapters):
@@ -48,6 +51,9 @@ class ServeOptions:
             if name != ALL_MODELS and name not in (self.base_name, *self.adapters):
                 raise OptionsError(f"--glossary {name}=...: no served model is named {name!r}; the names are "
                                    f"{', '.join([self.base_name, *self.adapters])}")
+        if self.max_streams < 0 or self.max_stream_minutes <= 0 or self.stream_idle_seconds <= 0:
+            raise OptionsError("--max_streams must be at least 0 (0: no streams), --max_stream_minutes and "
+                               "--stream_idle_seconds positive")
         if self.api_key is not None and not self.api_key.strip():
             raise OptionsError("--api_key is empty; leave it out to serve without a key")
 
