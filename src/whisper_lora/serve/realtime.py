@@ -1,4 +1,8 @@
-"""OpenAI's Realtime API for transcription on /v1/realtime?intent=transcription (the beta's event names).
+"""OpenAI's Realtime API for transcription on /v1/realtime?intent=transcription.
+
+Both of OpenAI's dialects: the GA one that today's official client speaks (session.update with
+session.type "transcription" and audio.input.{format, transcription, turn_detection}; answered with
+session.created / session.updated), and the beta's (header OpenAI-Beta: realtime=v1):
 
     in:  transcription_session.update {session: {input_audio_format, input_audio_transcription:
          {model, language, prompt}, turn_detection: {type: server_vad, silence_duration_ms} | null}},
@@ -21,8 +25,6 @@ import binascii
 import itertools
 import json
 import secrets
-from dataclasses import replace
-
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..streaming import Final, Partial, Stream, StreamOptions, TurnEnd
@@ -44,6 +46,8 @@ class Session:
         self.id = _id("sess")
         self.model, self.language, self.prompt = "whisper-1", "", ""
         self.silence_ms: int | None = 500
+        self.rate = OPENAI_RATE
+        self.ga = "realtime=v1" not in ws.headers.get("openai-beta", "")
         self.item: str | None = None
         self.previous_item: str | None = None
         self.items = itertools.count()
@@ -51,9 +55,33 @@ class Session:
     def description(self) -> dict:
         vad = None if self.silence_ms is None else {"type": "server_vad", "threshold": 0.5,
                                                       "prefix_padding_ms": 300, "silence_duration_ms": self.silence_ms}
+        transcription = {"model": self.model, "language": self.language, "prompt": self.prompt}
+        if self.ga:
+            return {"type": "transcription", "id": self.id, "object": "realtime.transcription_session",
+                    "audio": {"input": {"format": {"type": "audio/pcm", "rate": self.rate}, "noise_reduction": None,
+                                        "transcription": transcription, "turn_detection": vad}},
+                    "include": None}
         return {"id": self.id, "object": "realtime.transcription_session", "input_audio_format": "pcm16",
-                "input_audio_transcription": {"model": self.model, "language": self.language, "prompt": self.prompt},
-                "turn_detection": vad, "input_audio_noise_reduction": None, "include": None}
+                "input_audio_transcription": transcription, "turn_detection": vad,
+                "input_audio_noise_reduction": None, "include": None}
+
+    def settings(self, given: dict) -> tuple[str | None, int, dict, tuple]:
+        """(a bad format's message, rate, transcription fields, (turn_detection given?, its value))
+        of a session update in either dialect."""
+        if self.ga or "audio" in given:
+            audio = (given.get("audio") or {}).get("input") or {}
+            fmt = audio.get("format") or {"type": "audio/pcm", "rate": self.rate}
+            rate = fmt.get("rate", OPENAI_RATE)
+            bad = None
+            if fmt.get("type") != "audio/pcm" or not isinstance(rate, int) or not 8000 <= rate <= 48000:
+                bad = (f"audio.input.format {fmt!r}: this server takes audio/pcm (16-bit, 24000 Hz as OpenAI "
+                       "sends; 8000-48000 accepted)")
+            vad = ("turn_detection" in audio, audio.get("turn_detection"))
+            return bad, rate, audio.get("transcription") or {}, vad
+        fmt = given.get("input_audio_format", "pcm16")
+        bad = None if fmt == "pcm16" else f"input_audio_format {fmt!r}: this server takes pcm16 (24 kHz)"
+        return bad, OPENAI_RATE, given.get("input_audio_transcription") or {}, \
+            ("turn_detection" in given, given.get("turn_detection"))
 
     async def emit(self, kind: str, **fields) -> None:
         await self.ws.send_json({"type": kind, "event_id": _id("event"), **fields})
@@ -108,7 +136,8 @@ async def realtime(ws: WebSocket, models, options, batcher, slots, job_for) -> N
         resample = Resampler(OPENAI_RATE)
         live = Live(Stream(session.stream_options()), session.job(), batcher, session.send,
                     options.max_stream_minutes * 60)
-        await session.emit("transcription_session.created", session=session.description())
+        await session.emit("session.created" if session.ga else "transcription_session.created",
+                           session=session.description())
 
         async def receive(message) -> bool:
             if message.get("text") is None:
@@ -145,31 +174,34 @@ async def realtime(ws: WebSocket, models, options, batcher, slots, job_for) -> N
             given = event.get("session")
             if not isinstance(given, dict):
                 return await session.error("session: an object", "session", event_id)
-            fmt = given.get("input_audio_format", "pcm16")
-            if fmt != "pcm16":
-                return await session.error(f"input_audio_format {fmt!r}: this server takes pcm16 (24 kHz)",
-                                           "session.input_audio_format", event_id)
-            before = (session.model, session.language, session.prompt, session.silence_ms)
-            transcription = given.get("input_audio_transcription") or {}
+            bad, rate, transcription, (vad_given, vad) = session.settings(given)
+            if bad:
+                return await session.error(bad, "session.audio.input.format" if session.ga
+                                           else "session.input_audio_format", event_id)
+            before = (session.model, session.language, session.prompt, session.silence_ms, session.rate)
             session.model = transcription.get("model") or session.model
             session.language = transcription.get("language") if "language" in transcription else session.language
             session.prompt = transcription.get("prompt") if "prompt" in transcription else session.prompt
-            if "turn_detection" in given:
-                vad = given["turn_detection"]
+            if vad_given:
                 session.silence_ms = None if vad is None else int(vad.get("silence_duration_ms", 500))
+            session.rate = rate
             try:
                 job = session.job()
             except Closed as exc:
-                session.model, session.language, session.prompt, session.silence_ms = before
-                return await session.error(exc.reason, "session.input_audio_transcription", event_id)
-            if session.silence_ms != before[3]:
+                session.model, session.language, session.prompt, session.silence_ms, session.rate = before
+                return await session.error(exc.reason, "session.audio.input.transcription" if session.ga
+                                           else "session.input_audio_transcription", event_id)
+            if (session.silence_ms, session.rate) != before[3:]:
                 if live.stream.received:
-                    session.silence_ms = before[3]
-                    return await session.error("turn_detection: set it before the first audio",
-                                               "session.turn_detection", event_id)
+                    session.silence_ms, session.rate = before[3:]
+                    return await session.error("turn_detection and the audio format: set them before the "
+                                               "first audio", "session", event_id)
                 live.stream = Stream(session.stream_options())
-            live.job = replace(job)
-            await session.emit("transcription_session.updated", session=session.description())
+                nonlocal resample
+                resample = Resampler(session.rate)
+            live.job = job
+            await session.emit("session.updated" if session.ga else "transcription_session.updated",
+                               session=session.description())
 
         await pump(ws, live, receive, options.stream_idle_seconds)
         await close(ws, 1000, "done")
