@@ -25,8 +25,10 @@ ALLOWED = {
     "decoding": {"base", "models"},
     "training": {"base", "models", "scoring", "decoding.hf_logits"},
     "front": {"base", "models", "scoring", "synthetic", "corpora", "decoding", "training", "front"},
-    "serve": {"base", "models", "decoding", "front"},
-    "cli": {"base", "models", "scoring", "synthetic", "corpora", "decoding", "training", "front", "serve", "cli"},
+    "streaming": {"base", "models", "decoding", "front"},  # live streams over transcribe's Transcriber
+    "serve": {"base", "models", "decoding", "front", "streaming"},
+    "cli": {"base", "models", "scoring", "synthetic", "corpora", "decoding", "training", "front", "streaming",
+            "serve", "cli"},
 }
 
 
@@ -78,7 +80,7 @@ def part(name: str) -> str:
         return "cli"
     if top in BASE:
         return "base"
-    if top in ("models", "scoring", "synthetic", "corpora", "decoding", "training", "serve"):
+    if top in ("models", "scoring", "synthetic", "corpora", "decoding", "training", "streaming", "serve"):
         return top
     return "front"  # train, transcribe, evaluate, merge, export, demo, testing
 

@@ -71,6 +71,47 @@ def test_agreement_commits_only_what_two_decodes_agree_on():
     assert stream.done
 
 
+def _decode_into(stream, seconds, text):
+    stream.append(np.zeros(int(seconds * SAMPLE_RATE), np.float32))
+    assert stream.take() is not None
+    return stream.update(_segments((text, 0.0, stream.buffer_seconds())))
+
+
+def test_agreement_waits_for_two_seconds_of_audio_never_takes_the_last_word_and_can_ask_for_three():
+    stream = Stream(StreamOptions(policy="agreement", chunk=0.5))
+    _decode_into(stream, 0.5, "Howdy")
+    events = _decode_into(stream, 1.0, "Howdy he")  # under 2 s: a turn's first words are guesses
+    assert not [e for e in events if isinstance(e, Final)]
+    events = _decode_into(stream, 1.0, "Had he married")
+    assert not [e for e in events if isinstance(e, Final)]  # "Howdy" and "Had" disagree
+    events = _decode_into(stream, 2.0, "Had he married a more")
+    # 4.5 s heard: "Had he married" agree with the decode before and end (3.2 s) before its last
+    # 0.5 s; "a" is past the earlier decode's words, and "more" is the last word
+    assert [e.text for e in events if isinstance(e, Final)] == ["Had he married"]
+
+    three = Stream(StreamOptions(policy="agreement", chunk=1.0, agree=3))
+    _decode_into(three, 2.0, "one two three four")
+    events = _decode_into(three, 1.0, "one two three four five")
+    assert not [e for e in events if isinstance(e, Final)]  # two decodes: not enough
+    events = _decode_into(three, 1.0, "one two three four five six")
+    assert [e.text for e in events if isinstance(e, Final)] == ["one two three four"]
+
+
+def test_end_turn_and_clear_as_the_realtime_client_asks():
+    stream = Stream(StreamOptions(policy="agreement", chunk=1.0))
+    _decode_into(stream, 1.0, "Good morning")
+    stream.end_turn()  # input_audio_buffer.commit: the turn ends with the audio so far
+    assert stream.ready()
+    assert stream.take() is not None
+    events = stream.update(_segments(("Good morning.", 0.0, 1.0)))
+    assert [e for e in events if isinstance(e, TurnEnd)] == [TurnEnd("Good morning.", 0.0, 1.0, 0)]
+    _decode_into(stream, 1.0, "Wrong")
+    stream.clear()  # input_audio_buffer.clear: its audio and partial words are gone
+    assert stream.buffer_seconds() == 0 and not stream.ready()
+    events = _decode_into(stream, 2.0, "Right words")
+    assert events[-1] == Partial("Right words", 1)
+
+
 def test_a_long_turn_is_cut_at_final_segments_and_no_word_is_said_twice_or_lost():
     """A 60-s monologue without pauses, decoded by a perfect listener: the buffer stays under
     trim + a chunk, and the final words are the spoken ones, each once."""
@@ -137,6 +178,23 @@ def test_stream_command_prints_a_line_per_turn_with_the_words_of_the_file(talk_w
     for line, (_, said) in zip(lines, english_clips[1:3]):
         heard = words(line)
         assert len(set(heard) & set(words(said))) >= len(words(said)) - 2, (line, said)
+
+
+@pytest.mark.slow
+def test_stream_command_reads_raw_pcm_from_stdin(talk, english_clips):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "whisper_lora", "stream", "--model", "bundled:tiny.en", "-"],
+                          input=pcm16(talk), capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    lines = done.stdout.decode().splitlines()
+    assert len(lines) == 2, lines
+    for line, (_, said) in zip(lines, english_clips[1:3]):
+        assert len(set(words(line)) & set(words(said))) >= len(words(said)) - 2, (line, said)
+    odd = subprocess.run([sys.executable, "-m", "whisper_lora", "stream", "--model", "bundled:tiny.en", "-"],
+                         input=pcm16(talk[:SAMPLE_RATE]) + b"\x01", capture_output=True, timeout=300)
+    assert odd.returncode == 1 and b"middle of a sample" in odd.stderr
 
 
 @pytest.mark.slow

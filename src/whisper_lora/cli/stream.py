@@ -35,6 +35,9 @@ def add_parser(subparsers):
                         "turns (at a pause Silero VAD hears)")
     p.add_argument("--chunk", type=float, default=1.0,
                    help="seconds of new audio between decodes (default: %(default)s)")
+    p.add_argument("--agree", type=int, default=2,
+                   help="successive decodes that must agree on a word before it is final (default: %(default)s, "
+                        "LocalAgreement-2)")
     p.add_argument("--jsonl", action="store_true",
                    help="print every event (partial, final, turn) as a JSON line with its wall and stream times")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto picks cuda, then mps, then cpu")
@@ -49,7 +52,7 @@ def run(args) -> int:
 
     options = TranscribeOptions(language=args.language, initial_prompt=args.initial_prompt, glossary=args.glossary,
                                 device=args.device, cache_dir=args.cache_dir)
-    stream_options = StreamOptions(policy=args.policy, chunk=args.chunk)
+    stream_options = StreamOptions(policy=args.policy, chunk=args.chunk, agree=args.agree)
     spec = model_spec(args.model, args.adapter, args.cache_dir)
     transcribe_stream(spec, args.source, options, stream_options, realtime=args.realtime,
                       on_event=_jsonl if args.jsonl else _lines)

@@ -9,7 +9,7 @@ other streams and requests never notice.
 /v1/stream, for any WebSocket client:
     ws://HOST:PORT/v1/stream?model=NAME&language=en&sample_rate=16000
     query: model (default: the base), language, prompt, glossary (terms separated by commas),
-           sample_rate (8000-48000, default 16000; resampled to 16 kHz), policy, chunk
+           sample_rate (8000-48000, default 16000; resampled to 16 kHz), policy, chunk, agree
     in:  binary messages of 16-bit little-endian mono PCM; the text message {"type": "end"} when done
     out: {"type": "ready", "model": ...}, then {"type": "partial", "text", "turn"} (may change),
          {"type": "final", "text", "start", "end", "turn"} (never changes; times in seconds of
@@ -198,9 +198,11 @@ def stream_options(query) -> StreamOptions:
             kwargs["policy"] = query["policy"]
         if query.get("chunk"):
             kwargs["chunk"] = float(query["chunk"])
+        if query.get("agree"):
+            kwargs["agree"] = int(query["agree"])
         return StreamOptions(**kwargs)
     except (OptionsError, ValueError) as exc:
-        raise Closed(POLICY, f"policy/chunk: {exc}".replace("--", "")) from None
+        raise Closed(POLICY, f"policy/chunk/agree: {exc}".replace("--", "")) from None
 
 
 def sample_rate(query) -> int:

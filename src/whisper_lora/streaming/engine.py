@@ -33,6 +33,12 @@ from ..errors import OptionsError
 
 POLICIES = ("both", "agreement", "turns")
 VAD_PAD_MS = 100  # a speech region's padding: the last sound's tail, not the pause after it
+# Agreement waits for this much audio in the buffer: on a second or less Whisper guesses a turn's
+# first words, and two short decodes agree on a wrong guess (benchmarks/stream_latency.py).
+MIN_CONTEXT = 2.0
+# A word agreed on must end this long before the decoded audio does: Whisper still changes a word
+# the audio has barely left behind (0.3 and 0.6 s measured no better; benchmarks/stream_latency.py).
+HOLD = 0.5
 LEAD_IN = 0.3  # seconds of the quiet before a turn kept in the buffer: its first sound is not cut
 
 
@@ -47,6 +53,7 @@ def stream_vad(audio: np.ndarray) -> list[tuple[int, int]]:
 class StreamOptions:
     policy: str = "both"
     chunk: float = 1.0  # seconds of new audio between decodes
+    agree: int = 2  # LocalAgreement-n: a word is final once this many successive decodes agree on it
     turn_silence: float = 0.5  # seconds of quiet after speech that end a turn (policies with turns)
     trim: float = 15.0  # a longer buffer is cut at the end of a final segment
     max_buffer: float = 25.0  # a buffer this long ends its turn
@@ -56,6 +63,8 @@ class StreamOptions:
             raise OptionsError(f"--policy {self.policy!r}: use one of {', '.join(POLICIES)}")
         if not 0.1 <= self.chunk <= 10:
             raise OptionsError(f"--chunk {self.chunk}: use 0.1 to 10 seconds")
+        if not 1 <= self.agree <= 5:
+            raise OptionsError(f"--agree {self.agree}: use 1 to 5 decodes")
         if not 0.1 <= self.turn_silence <= 10:
             raise OptionsError(f"--turn_silence {self.turn_silence}: use 0.1 to 10 seconds")
         if not self.chunk < self.trim < self.max_buffer <= 29.0:
@@ -141,7 +150,7 @@ class Stream:
         self.received = 0  # samples appended in all
         self.decoded = 0  # stream sample up to which the last decode heard
         self.final_in_buffer: list[_Word] = []  # final words of the buffer's audio, as last decoded
-        self.previous: list[_Word] | None = None  # the last decode's words after the final ones
+        self.previous: list[list[_Word]] = []  # the last decodes' words after the final ones, oldest first
         self.turn = 0
         self.turn_text: list[str] = []
         self.turn_start: float | None = None
@@ -186,7 +195,7 @@ class Stream:
                 speech_end = regions[-1][1]
                 if upto - speech_end >= self.options.turn_silence * SAMPLE_RATE:
                     upto, turn_end = speech_end, True
-            elif not (self.final_in_buffer or self.previous):
+            elif not (self.final_in_buffer or any(self.previous)):
                 self._drop_quiet(upto)
                 self.closed = self.finished
                 return None
@@ -218,13 +227,18 @@ class Stream:
             self.closed = self.finished and not len(self.buffer)
             return events
         agreed = 0
-        if self.options.agreement and self.previous is not None:
-            while (agreed < min(len(new), len(self.previous))
-                   and new[agreed].key == self.previous[agreed].key):
+        if (self.options.agreement and len(self.previous) >= self.options.agree - 1
+                and pending.upto >= MIN_CONTEXT * SAMPLE_RATE):
+            # The last word is left out: it is often the one the buffer cuts in two, and two
+            # decodes half a second apart guess it alike.
+            heard = (self.offset + pending.upto) / SAMPLE_RATE
+            while (agreed < len(new) - 1 and new[agreed].end <= heard - HOLD
+                   and all(agreed < len(p) and p[agreed].key == new[agreed].key for p in self.previous)):
                 agreed += 1
             events += self._commit(new[:agreed])
             new = new[agreed:]
-        self.previous = new
+        keep = self.options.agree - 1
+        self.previous = ([p[agreed:] for p in self.previous] + [new])[-keep:] if keep else []
         events.append(Partial(" ".join(w.text for w in new), self.turn))
         if self.buffer_seconds(pending.upto) > self.options.trim:
             self._trim(words, ends, start + agreed)
@@ -241,7 +255,7 @@ class Stream:
     def clear(self) -> None:
         """Forget the audio not yet final, and its partial words."""
         self._cut(len(self.buffer))
-        self.previous, self.final_in_buffer = None, []
+        self.previous, self.final_in_buffer = [], []
         self.decoded = self.received
         if self.pending is not None:
             self.pending.discard = True
@@ -306,7 +320,7 @@ class Stream:
                                   round(self.turn_end_time, 3), self.turn))
             self.turn += 1
         self.turn_text, self.turn_start = [], None
-        self.final_in_buffer, self.previous = [], None
+        self.final_in_buffer, self.previous = [], []
         return events
 
     def _trim(self, words: list[_Word], ends: list[int], final: int) -> None:
