@@ -192,9 +192,16 @@ class Stream:
         if self.options.turns:
             regions = self.vad(self.buffer[:upto])
             if regions:
-                speech_end = regions[-1][1]
-                if upto - speech_end >= self.options.turn_silence * SAMPLE_RATE:
-                    upto, turn_end = speech_end, True
+                # The first pause long enough ends the turn, wherever it lies: a caller that fell
+                # behind (or a pipe read all at once) hands over several turns in one buffer.
+                quiet = self.options.turn_silence * SAMPLE_RATE
+                starts = [start for start, _ in regions[1:]] + [upto]
+                for (_, speech_end), next_start in zip(regions, starts):
+                    if next_start - speech_end >= quiet:
+                        if next_start < upto:  # the next turn's speech is here already: decode it next
+                            self.decoded = self.offset + speech_end
+                        upto, turn_end = speech_end, True
+                        break
             elif not (self.final_in_buffer or any(self.previous)):
                 self._drop_quiet(upto)
                 self.closed = self.finished
