@@ -28,7 +28,7 @@ import secrets
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..streaming import Final, Partial, Stream, StreamOptions, TurnEnd
-from .streams import POLICY, TRY_LATER, Closed, Live, Resampler, accept_protocol, close, key_ok, pump
+from .streams import Closed, Live, Resampler, admit, close, pump
 
 OPENAI_RATE = 24000  # pcm16 in OpenAI's Realtime API: 24 kHz mono, little-endian
 OPENAI_MODELS = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")  # names for the base model
@@ -125,12 +125,8 @@ class Session:
 
 
 async def realtime(ws: WebSocket, models, options, batcher, slots, job_for) -> None:
-    await ws.accept(subprotocol=accept_protocol(ws))
-    if not key_ok(ws, options.api_key):
-        return await close(ws, POLICY, "Incorrect API key: send 'Authorization: Bearer KEY' or the "
-                                       "subprotocol openai-insecure-api-key.KEY")
-    if not slots.take():
-        return await close(ws, TRY_LATER, f"the server has {slots.limit} live streams (--max_streams); try later")
+    if not await admit(ws, options.api_key, slots):
+        return
     try:
         session = Session(ws, models, job_for)
         resample = Resampler(OPENAI_RATE)

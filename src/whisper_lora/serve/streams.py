@@ -182,6 +182,20 @@ async def pump(ws: WebSocket, live: Live, receive, idle: float) -> None:
         raise
 
 
+async def admit(ws: WebSocket, api_key: str | None, slots: Slots) -> bool:
+    """Accept the socket; True when its key is right and it got a slot (give it back when done),
+    else it is closed with the reason."""
+    await ws.accept(subprotocol=accept_protocol(ws))
+    if not key_ok(ws, api_key):
+        await close(ws, POLICY, "Incorrect API key: send 'Authorization: Bearer KEY' or the "
+                                "subprotocol openai-insecure-api-key.KEY")
+        return False
+    if not slots.take():
+        await close(ws, TRY_LATER, f"the server has {slots.limit} live streams (--max_streams); try later")
+        return False
+    return True
+
+
 async def close(ws: WebSocket, code: int, reason: str) -> None:
     if ws.client_state == WebSocketState.CONNECTED:
         try:
@@ -214,12 +228,8 @@ def sample_rate(query) -> int:
 
 async def native(ws: WebSocket, models, options, batcher, slots: Slots, job_for) -> None:
     """/v1/stream: see the module's docstring."""
-    await ws.accept(subprotocol=accept_protocol(ws))
-    if not key_ok(ws, options.api_key):
-        return await close(ws, POLICY, "Incorrect API key: send 'Authorization: Bearer KEY' or the "
-                                       "subprotocol openai-insecure-api-key.KEY")
-    if not slots.take():
-        return await close(ws, TRY_LATER, f"the server has {slots.limit} live streams (--max_streams); try later")
+    if not await admit(ws, options.api_key, slots):
+        return
     try:
         query = ws.query_params
         job = job_for(query)

@@ -57,7 +57,7 @@ def play_pipe(stream: Stream, pipe: BinaryIO, decode: Callable[[np.ndarray], lis
     block = int(READ_SECONDS * SAMPLE_RATE) * 2
     left = b""
     while True:
-        data = pipe.read(block) if hasattr(pipe, "read") else b""
+        data = pipe.read(block)
         while data and _readable(pipe):  # behind: take all that waits before the next decode
             more = pipe.read(block)
             if not more:
@@ -99,9 +99,6 @@ def _drain(stream: Stream, decode, on_event, start: float) -> None:
         if not _step(stream, decode, on_event, start):
             break
 
-
-def stdin_pipe() -> BinaryIO:
-    return sys.stdin.buffer
 
 
 def model_spec(model: str, adapter: str | None, cache_dir: str | None = None) -> str:
@@ -145,7 +142,7 @@ def transcribe_stream(spec: str, source: str, options, stream_options, realtime:
         return transcriber.transcribe_arrays([buffer], [source])[0].segments
 
     if audio is None:
-        play_pipe(stream, stdin_pipe(), decode, seen)
+        play_pipe(stream, sys.stdin.buffer, decode, seen)
     else:
         play_array(stream, audio, decode, seen, realtime=realtime)
     return events
