@@ -313,9 +313,22 @@ def test_two_streams_at_once_each_get_their_own_adapters_words(talk, two_adapter
             return await asyncio.gather(*(_play(url, talk, query=f"?model={name}", pace=0.25) for name in expected))
 
         results = asyncio.run(both())
-    for name, (events, code, _) in zip(expected, results):
+    for (name, other), (events, code, _) in zip([("calls", "radio"), ("radio", "calls")], results):
         assert code == 1000
-        assert final_text(events) == expected[name], name
+        # Nearer its own adapter's words than the other's. Not equal: the adapters are random, and
+        # a word their decodes nearly tie on ("tonight" / "to hide") came out either way in CI runs
+        # whose server decoded the same buffers; one such word moves both distances alike.
+        heard = final_text(events).split()
+        own, theirs = word_distance(heard, expected[name].split()), word_distance(heard, expected[other].split())
+        assert own < theirs and own <= 2, (name, final_text(events), expected)
+
+
+def word_distance(a: list[str], b: list[str]) -> int:
+    """Words substituted, deleted and inserted between a and b."""
+    import jiwer
+
+    out = jiwer.process_words(" ".join(b), " ".join(a))
+    return out.substitutions + out.deletions + out.insertions
 
 
 @pytest.mark.slow
