@@ -15,6 +15,7 @@ import pytest
 
 from whisper_lora.audio import SAMPLE_RATE, load_audio
 from whisper_lora.decoding.results import Segment
+from whisper_lora.scoring.metrics import utterance_errors
 from whisper_lora.streaming import Final, Partial, Stream, StreamOptions, TurnEnd
 from whisper_lora.streaming.play import play_array
 
@@ -318,17 +319,9 @@ def test_two_streams_at_once_each_get_their_own_adapters_words(talk, two_adapter
         # Nearer its own adapter's words than the other's. Not equal: the adapters are random, and
         # a word their decodes nearly tie on ("tonight" / "to hide") came out either way in CI runs
         # whose server decoded the same buffers; one such word moves both distances alike.
-        heard = final_text(events).split()
-        own, theirs = word_distance(heard, expected[name].split()), word_distance(heard, expected[other].split())
-        assert own < theirs and own <= 2, (name, final_text(events), expected)
-
-
-def word_distance(a: list[str], b: list[str]) -> int:
-    """Words substituted, deleted and inserted between a and b."""
-    import jiwer
-
-    out = jiwer.process_words(" ".join(b), " ".join(a))
-    return out.substitutions + out.deletions + out.insertions
+        heard = final_text(events)
+        own, theirs = (utterance_errors(expected[k], heard, "en").words.errors for k in (name, other))
+        assert own < theirs and own <= 2, (name, heard, expected)
 
 
 @pytest.mark.slow

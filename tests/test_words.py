@@ -74,6 +74,23 @@ def test_fit_to_sound_moves_words_to_the_edges_of_their_sound():
     assert words.fit_to_sound(inside, hum)[0].words == inside[0].words
 
 
+
+def test_a_start_in_the_tail_of_the_word_before_moves_past_the_pause_to_its_own_sound():
+    sr = 16000
+    audio = np.zeros(3 * sr, dtype=np.float32)
+    audio[int(0.5 * sr):int(1.0 * sr)] = 0.3 * np.sin(np.arange(int(0.5 * sr)) / 5)  # word 1: 0.5-1.0 s
+    audio[int(1.6 * sr):int(2.4 * sr)] = 0.3 * np.sin(np.arange(int(0.8 * sr)) / 5)  # word 2: 1.6-2.4 s
+    # DTW gave word 2 the end of word 1's sound and the pause: it starts where its sound does
+    given = [Segment(0.5, 2.4, "one two", (Word(0.5, 0.9, " one", 0.9), Word(0.9, 2.4, " two", 0.9)))]
+    seg, = words.fit_to_sound(given, audio)
+    assert [(w.start, w.end) for w in seg.words] == [pytest.approx((0.5, 1.0)), pytest.approx((1.6, 2.4))]
+    # a short quiet inside the span (a stop consonant's closure, under PAUSE_SECONDS) moves nothing
+    audio[int(1.0 * sr):int(1.1 * sr)] = 0.3 * np.sin(np.arange(int(0.1 * sr)) / 5)
+    audio[int(1.1 * sr):int(1.2 * sr)] = 0
+    audio[int(1.2 * sr):int(1.6 * sr)] = 0.3 * np.sin(np.arange(int(0.4 * sr)) / 5)
+    joined = [Segment(0.5, 2.4, "one two", (Word(0.5, 1.05, " one", 0.9), Word(1.05, 2.4, " two", 0.9)))]
+    assert words.fit_to_sound(joined, audio)[0].words[1].start == pytest.approx(1.05)
+
 def test_prompt_options_are_checked_and_words_turn_timestamps_on():
     assert TranscribeOptions(word_timestamps=True).return_timestamps
     with pytest.raises(OptionsError, match="--initial_prompt"):

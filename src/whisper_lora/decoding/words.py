@@ -303,6 +303,7 @@ def _median_filter(x, width: int):
 SOUND_DB = 40.0  # a 10-ms frame within this many dB of the file's loudest is sound (quiet consonants too)
 FIT_TO_SOUND = True  # read at call time: benchmarks/word_times.py turns it off to compare raw DTW times
 REACH_SECONDS = 0.6  # how far a word's start or end may move to meet the edge of its sound
+PAUSE_SECONDS = 0.15  # quiet this long inside a word's span is a pause, not a stop consonant's closure
 
 
 def fit_to_sound(segments: list[Segment], audio: np.ndarray) -> list[Segment]:
@@ -313,7 +314,10 @@ def fit_to_sound(segments: list[Segment], audio: np.ndarray) -> list[Segment]:
     0.1-0.3 s off (benchmarks/word_times.py), faster-whisper's as ours. So a start in silence
     moves forward to the sound; a start inside sound moves back to where that sound begins; an
     end likewise. Never past the word before or after, nor more than REACH_SECONDS: in speech
-    without pauses, words meet inside sound, and nothing moves."""
+    without pauses, words meet inside sound, and nothing moves. A start in the tail of the word
+    before's sound, with a pause (PAUSE_SECONDS) and then sound later in the word's span, moves
+    to that sound: DTW gave the pause and that tail to this word (a fine-tuned model's
+    attention does so more often)."""
     frame = SAMPLE_RATE // 100
     n = len(audio) // frame
     if n == 0 or not FIT_TO_SOUND or not any(s.words for s in segments):
@@ -325,13 +329,18 @@ def fit_to_sound(segments: list[Segment], audio: np.ndarray) -> list[Segment]:
     fitted = []
     for k, w in enumerate(words):
         before = int(round(fitted[-1].end * 100)) if fitted else 0
-        after = int(round(words[k + 1].start * 100)) if k + 1 < len(words) else n
         a, b = min(n, int(round(w.start * 100))), min(n, int(round(w.end * 100)))
+        if fitted:
+            a = _after_pause(loud, max(a, before), b, since=int(round(fitted[-1].start * 100)))
         sound = np.flatnonzero(loud[a:b])
         if len(sound):
-            a, b = _sound_start(loud, a + sound[0], max(before, a - reach)), _sound_end(loud, a + sound[-1] + 1,
-                                                                                    min(after, b + reach))
-            w = Word(float(a) / 100, float(max(a, b)) / 100, w.word, w.probability)
+            start = _sound_start(loud, a + sound[0], max(before, a - reach))
+            after = n
+            if k + 1 < len(words):  # where the next word starts, past a pause as it will be fitted
+                after = _after_pause(loud, min(n, int(round(words[k + 1].start * 100))),
+                                     min(n, int(round(words[k + 1].end * 100))), since=start)
+            end = _sound_end(loud, a + sound[-1] + 1, min(after, b + reach))
+            w = Word(float(start) / 100, float(max(start, end)) / 100, w.word, w.probability)
         fitted.append(w)
     out, k = [], 0
     for seg in segments:
@@ -339,6 +348,28 @@ def fit_to_sound(segments: list[Segment], audio: np.ndarray) -> list[Segment]:
         k += len(seg.words)
         out.append(Segment(mine[0].start, mine[-1].end, seg.text, mine) if mine else seg)
     return out
+
+
+def _after_pause(loud: np.ndarray, start: int, end: int, since: int) -> int:
+    """start, or where sound begins again after a pause within [start, end) when start lies in
+    the sound of the word that began at `since`: sound that runs from there to start with no
+    pause between (stop consonants' closures are shorter)."""
+    if start == 0 or start >= end or not (loud[start] and loud[start - 1]) or _pause_in(~loud[since:start]):
+        return start
+    quiet = np.flatnonzero(~loud[start:end])
+    if len(quiet) and _pause_in(~loud[start + quiet[0]:end], leading=True):
+        return start + quiet[0] + np.flatnonzero(loud[start + quiet[0]:end])[0]
+    return start
+
+
+def _pause_in(quiet: np.ndarray, leading: bool = False) -> bool:
+    """Whether quiet (10-ms frames) holds a run of PAUSE_SECONDS, or (leading) starts with one
+    that sound follows."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], quiet.astype(np.int8), [0]))))
+    runs = list(zip(edges[::2], edges[1::2]))
+    if leading:
+        return bool(runs) and runs[0][0] == 0 and runs[0][1] < len(quiet) and runs[0][1] >= PAUSE_SECONDS * 100
+    return any(stop - begin >= PAUSE_SECONDS * 100 for begin, stop in runs)
 
 
 def _sound_start(loud: np.ndarray, frame: int, limit: int) -> int:
