@@ -61,7 +61,7 @@ def main() -> int:
     p.add_argument("--data", required=True, help="manifest to decode")
     p.add_argument("--language", required=True)
     args = p.parse_args()
-    from whisper_lora.manifest import read_manifest
+    from whisper_lora.data.manifest import read_manifest
     from whisper_lora.models import base_model_of
 
     rows = read_manifest(args.data)

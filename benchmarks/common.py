@@ -63,7 +63,7 @@ def reference_train(base: str, train_manifest, out, *, language: str | None, bat
 
     from whisper_lora import load_model
     from whisper_lora.audio import audio_duration, load_audio
-    from whisper_lora.manifest import read_manifest
+    from whisper_lora.data.manifest import read_manifest
 
     model, processor = load_model(base)
     if language:  # the blog's WhisperTokenizer(language=..., task="transcribe")

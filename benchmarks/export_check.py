@@ -38,8 +38,8 @@ def faster_whisper(folder: Path, paths: list[str], compute_type: str, language: 
 
 def main() -> int:
     from whisper_lora.export import ExportOptions, export
-    from whisper_lora.manifest import read_manifest
-    from whisper_lora.merge import MergeOptions, merge
+    from whisper_lora.data.manifest import read_manifest
+    from whisper_lora.export.merge import MergeOptions, merge
     from whisper_lora.scoring.metrics import error_rates
 
     p = argparse.ArgumentParser()

@@ -84,8 +84,8 @@ def adapter(paths: dict, work: Path, name: str, flags: list[str]) -> Path:
 
 def child(variant: str, work: Path) -> None:
     from whisper_lora.audio import load_audio
-    from whisper_lora.biasing import choose
-    from whisper_lora.glossary import Glossary
+    from whisper_lora.decoding.biasing import choose
+    from whisper_lora.data.glossary import Glossary
     from whisper_lora.transcribe import TranscribeOptions, Transcriber
 
     paths = data(work)
@@ -97,7 +97,7 @@ def child(variant: str, work: Path) -> None:
     beam = 5 if variant.startswith("beam") else 1
     lm = None
     if "lm" in variant.split("+"):
-        from whisper_lora.lm import build_file
+        from whisper_lora.data.lm import build_file
 
         lm = str(build_file(paths["train"], work / "glossary" / "train.arpa"))
     transcriber = Transcriber.from_spec(str(model), TranscribeOptions(language=LANGUAGE, beam_size=beam, lm=lm))
@@ -177,7 +177,7 @@ def bootstrap(a: list[tuple], b: list[tuple], draws: int = 2000) -> tuple[float,
 
 
 def report(work: Path, results: dict) -> None:
-    from whisper_lora.glossary import Glossary
+    from whisper_lora.data.glossary import Glossary
     from whisper_lora.scoring.metrics import normalize
 
     glossary = Glossary.read(work / "glossary" / "glossary.txt")

@@ -30,7 +30,7 @@ import torch
 from transformers import TrainerCallback
 
 from whisper_lora.evaluate import EvaluateOptions, evaluate
-from whisper_lora.manifest import read_manifest
+from whisper_lora.data.manifest import read_manifest
 from whisper_lora.train import train
 from whisper_lora.training.options import TrainOptions
 

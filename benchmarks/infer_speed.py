@@ -57,7 +57,7 @@ def long_file(long_json: Path, seconds: float) -> tuple[np.ndarray, str, str]:
     data set's file is shorter (it stops when its 60 evaluation sentences run out, ~3 minutes) a
     longer one is spoken once, in the same voice, from those plus the training sentences, and cached."""
     from whisper_lora.audio import load_audio
-    from whisper_lora.manifest import read_manifest
+    from whisper_lora.data.manifest import read_manifest
 
     row = read_manifest(long_json)[0]
     segments, path = row.segments, row.audio_path
@@ -213,7 +213,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)  # our ct2 backend takes its cpu_threads from torch too
     from whisper_lora.models import ct2_folder
-    from whisper_lora.manifest import read_manifest
+    from whisper_lora.data.manifest import read_manifest
     from whisper_lora.devices import cpu_auto_precision
 
     names = args.only.split(",") if args.only else list(SYSTEMS) + (["adapter", "merged"] if args.adapter else [])

@@ -49,7 +49,7 @@ def main() -> int:
     args = p.parse_args()
 
     from whisper_lora.audio import SAMPLE_RATE, load_audio
-    from whisper_lora.manifest import read_manifest
+    from whisper_lora.data.manifest import read_manifest
     from whisper_lora.scoring.metrics import error_rates
     from whisper_lora.transcribe import TranscribeOptions, Transcriber
 

@@ -65,7 +65,7 @@ def build(work: Path, rows: int, files: int) -> Path:
 
 
 def phase_validate(manifest: Path) -> dict:
-    from whisper_lora.validation import validate_manifest
+    from whisper_lora.data.validation import validate_manifest
 
     t = time.perf_counter()
     report = validate_manifest(manifest)

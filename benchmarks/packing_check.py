@@ -24,7 +24,7 @@ from common import dataset  # noqa: E402
 
 
 def sets(folder: Path) -> dict[str, list]:
-    from whisper_lora.manifest import read_manifest
+    from whisper_lora.data.manifest import read_manifest
 
     test, train = read_manifest(folder / "test.json"), read_manifest(folder / "train.json")
     out = {"infer_speed's 100": (test + train)[:100], "train 100-200": train[100:200],

@@ -57,7 +57,7 @@ def scores(model: str, manifest: Path, language: str) -> dict:
 
 def trained_seconds(manifest: Path, epochs: float) -> float:
     from whisper_lora.audio import audio_duration
-    from whisper_lora.manifest import read_manifest
+    from whisper_lora.data.manifest import read_manifest
 
     return epochs * sum(audio_duration(r.audio_path) for r in read_manifest(manifest))
 

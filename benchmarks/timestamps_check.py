@@ -18,7 +18,7 @@ import numpy as np
 
 def joined_pairs(manifest, pairs: int, pause: float = 0.6):
     from whisper_lora.audio import SAMPLE_RATE, load_audio
-    from whisper_lora.manifest import read_manifest
+    from whisper_lora.data.manifest import read_manifest
 
     rows = read_manifest(manifest)
     gap = np.zeros(int(pause * SAMPLE_RATE), np.float32)

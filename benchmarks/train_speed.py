@@ -58,7 +58,7 @@ def run_reference(data, out: Path, samples: int, batch: int) -> dict:
 
 
 def run_ours(data, out: Path, samples: int, batch: int, freeze_encoder: bool = False, pack: bool = True) -> dict:
-    from whisper_lora.manifest import read_manifest
+    from whisper_lora.data.manifest import read_manifest
     from whisper_lora.train import train
     from whisper_lora.training.options import TrainOptions
 

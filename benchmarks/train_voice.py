@@ -34,7 +34,7 @@ def transcribe(model, processor, paths, batch_size=8, return_timestamps=False):
 
 
 def wer_of(spec, manifest, cache={}):
-    from whisper_lora.manifest import read_manifest
+    from whisper_lora.data.manifest import read_manifest
     from whisper_lora.scoring.metrics import error_rates
     from whisper_lora.models import load_model
 

@@ -36,7 +36,7 @@ WORDS = ("apple river yellow morning window garden music paper silver doctor win
 
 def known_windows(n_windows: int, cache: Path, seed: int = 0):
     """Windows of 8-14 joined single words: (audio, [(word, start, end)])."""
-    from whisper_lora.joined import join_clips
+    from whisper_lora.data.joined import join_clips
     from whisper_lora.audio import load_audio
     from whisper_lora.synthetic.tts import synthesize_cached
 

@@ -63,7 +63,7 @@ def test_augment_draws_anew_each_read_and_repeats_with_the_seed():
 
 
 def test_speech_dataset_augments_training_items_only(english, english_clips, tmp_path):
-    from whisper_lora.manifest import read_manifest
+    from whisper_lora.data.manifest import read_manifest
     from whisper_lora.training.dataset import SpeechDataset
 
     model, processor, labels = english

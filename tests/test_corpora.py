@@ -104,7 +104,7 @@ def test_the_held_out_glossary_lists_unheard_words_among_dictionary_distractors(
     if shutil.which("apt-get") is None:
         pytest.skip("apt-get not found: the Dutch word list comes from a Debian package")
     from whisper_lora.corpora.fillets import write_glossary
-    from whisper_lora.glossary import Glossary
+    from whisper_lora.data.glossary import Glossary
 
     train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
     train.write_text(json.dumps({"audio_path": "a.ogg", "text": "Het schip ligt in de haven."}) + "\n", encoding="utf-8")

@@ -14,7 +14,7 @@ from whisper_lora.synthetic.datasets import DEFAULTS, DatasetOptions, build_data
 from whisper_lora.synthetic.sentences import read_sentences
 from whisper_lora.synthetic.tts import Voice
 from whisper_lora.errors import OptionsError
-from whisper_lora.manifest import read_manifest
+from whisper_lora.data.manifest import read_manifest
 
 
 def words(text):

@@ -21,7 +21,7 @@ from whisper_lora.evaluate import (
     score_transcripts,
     write_outputs,
 )
-from whisper_lora.manifest import Row
+from whisper_lora.data.manifest import Row
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -24,10 +24,10 @@ import struct
 import numpy as np
 import pytest
 
-from whisper_lora import export_ggml
+from whisper_lora.export import ggml as export_ggml
 from whisper_lora.errors import OptionsError, WhisperLoraError
 from whisper_lora.export import ExportOptions, export
-from whisper_lora.export_ggml import (
+from whisper_lora.export.ggml import (
     dequantize,
     openai_name,
     quantize_q5_0,

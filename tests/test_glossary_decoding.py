@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from whisper_lora.audio import load_audio
-from whisper_lora.biasing import choose, glossary_terms, splice
+from whisper_lora.decoding.biasing import choose, glossary_terms, splice
 from whisper_lora.cli import main as cli_main
 from whisper_lora.decoding.packing import window_terms
 from whisper_lora.decoding.results import Decoded, Segment
-from whisper_lora.glossary import PROMPT_TOKENS, Glossary, GlossaryError, prompt_text
+from whisper_lora.data.glossary import PROMPT_TOKENS, Glossary, GlossaryError, prompt_text
 from whisper_lora.transcribe import TranscribeOptions, Transcriber
 
 # bundled tiny.en writes "Trivenza" for the made-up name without a glossary (both backends)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from whisper_lora.errors import OptionsError
-from whisper_lora.glossary import GlossaryError, normalize, prompt_text
+from whisper_lora.data.glossary import GlossaryError, normalize, prompt_text
 from whisper_lora.tokens import IGNORE_INDEX
 from whisper_lora.training.dataset import Collator, prompt_token_ids
 from whisper_lora.training.options import TrainOptions
@@ -44,7 +44,7 @@ def test_prompt_terms_are_own_rare_words_among_distractors_and_repeat_per_draw()
 
 
 def test_prompt_share_and_glossary_distractors():
-    from whisper_lora.glossary import Glossary
+    from whisper_lora.data.glossary import Glossary
 
     glossary = Glossary.from_terms(["Barendrecht", "Kilimanjaro", "octopus", "Ptolemy"], "test")
     terms = PromptTerms(TEXTS, share=0.5, seed=0, glossary=glossary)

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from whisper_lora.errors import OptionsError
-from whisper_lora.hf_data import dataset_rows
+from whisper_lora.data.hf_data import dataset_rows
 from whisper_lora.training.dataset import SpeechDataset, usable_rows
 from whisper_lora.training.options import TrainOptions
-from whisper_lora.validation import validate_manifest
+from whisper_lora.data.validation import validate_manifest
 
 datasets = pytest.importorskip("datasets")
 ROOT = Path(__file__).resolve().parents[1]

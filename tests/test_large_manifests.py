@@ -11,7 +11,7 @@ import tracemalloc
 import numpy as np
 import soundfile
 
-from whisper_lora.validation import CACHE_MIN_ROWS, DurationCache, validate_manifest
+from whisper_lora.data.validation import CACHE_MIN_ROWS, DurationCache, validate_manifest
 
 ROWS = 20_000
 FILES = 20

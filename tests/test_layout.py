@@ -12,8 +12,7 @@ from pathlib import Path
 import whisper_lora
 
 PACKAGE = Path(whisper_lora.__file__).parent
-BASE = {"errors", "audio", "tokens", "languages", "devices", "fileio", "run_files", "manifest", "validation", "hf_data",
-        "subtitles", "cue_clips", "joined", "glossary", "lm"}
+BASE = {"errors", "audio", "tokens", "languages", "devices", "fileio", "run_files", "data"}
 # What each part may import besides itself. Stages sit above the base; decoding reads models,
 # training reads models, scores its validation and quiets generate; the front doors use any stage.
 ALLOWED = {
@@ -24,11 +23,14 @@ ALLOWED = {
     "corpora": {"base", "models"},  # real recordings fetched into the models' cache folder
     "decoding": {"base", "models"},
     "training": {"base", "models", "scoring", "decoding.hf_logits"},
-    "front": {"base", "models", "scoring", "synthetic", "corpora", "decoding", "training", "front"},
+    "export": {"base", "models"},  # merge, CTranslate2 and ggml files from a model
+    "shards": {"base", "decoding"},  # file lists across processes; handed a transcriber, imports none
+    "front": {"base", "models", "scoring", "synthetic", "corpora", "decoding", "training", "export", "shards",
+              "front"},
     "streaming": {"base", "models", "decoding", "front"},  # live streams over transcribe's Transcriber
     "serve": {"base", "models", "decoding", "front", "streaming"},
-    "cli": {"base", "models", "scoring", "synthetic", "corpora", "decoding", "training", "front", "streaming",
-            "serve", "cli"},
+    "cli": {"base", "models", "scoring", "synthetic", "corpora", "decoding", "training", "export", "front",
+            "streaming", "serve", "cli"},
 }
 
 
@@ -80,9 +82,10 @@ def part(name: str) -> str:
         return "cli"
     if top in BASE:
         return "base"
-    if top in ("models", "scoring", "synthetic", "corpora", "decoding", "training", "streaming", "serve"):
+    if top in ("models", "scoring", "synthetic", "corpora", "decoding", "training", "export", "shards", "streaming",
+               "serve"):
         return top
-    return "front"  # train, transcribe, evaluate, merge, export, demo, testing
+    return "front"  # train, transcribe, evaluate, demo, testing
 
 
 def test_every_import_goes_down_the_layers():
@@ -122,3 +125,20 @@ def test_the_graph_sees_imports():
     assert "decoding.long_form" in edges["decoding.hf"]  # `from . import long_form`
     assert "decoding.options" in edges["transcribe"]
     assert part("decoding.hf") == "decoding" and part("train") == "front" and part("cli.train") == "cli"
+
+
+FRONT_DOORS = {"train", "transcribe", "evaluate", "demo"}
+MAX_LINES = 400  # past this a module holds more than one job: split it (docs/design.md)
+
+
+def test_the_top_level_holds_the_front_doors_and_the_base():
+    top = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
+    others = sorted(top - FRONT_DOORS - BASE - {"testing"})  # testing: the tiny model tests and benchmarks build
+    assert not others, f"move these into the subpackage of their stage: {others}"
+    assert len(top) + 2 <= 14
+
+
+def test_no_module_is_over_the_line_limit():
+    long = {name: n for name, path in module_names().items()
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert not long, f"split these, one job per module: {long}"

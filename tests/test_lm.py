@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from whisper_lora import lm
+from whisper_lora.data import lm
 from whisper_lora.cli import main as cli_main
 from whisper_lora.decoding.lm_fusion import _ends_word, split_partial
 from whisper_lora.errors import OptionsError

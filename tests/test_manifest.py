@@ -18,8 +18,8 @@ import soundfile
 import whisper_lora
 from whisper_lora.cli import main
 from whisper_lora.errors import ManifestError
-from whisper_lora.manifest import Row, read_manifest
-from whisper_lora.validation import checked_rows, format_report, validate_manifest
+from whisper_lora.data.manifest import Row, read_manifest
+from whisper_lora.data.validation import checked_rows, format_report, validate_manifest
 
 ONE, TWO = "The weather is very nice today.", "I would like a cup of coffee."
 
@@ -248,7 +248,7 @@ def test_quick_mode_reads_headers_only(data):
 def test_checked_rows_drops_bad_rows_and_logs_them(data, caplog):
     manifest = write_json(data / "m.json", [{"audio_path": "audio/one.wav", "text": ONE},
                                             {"audio_path": "audio/missing.wav", "text": "x"}])
-    with caplog.at_level(logging.WARNING, logger="whisper_lora.validation"):
+    with caplog.at_level(logging.WARNING, logger="whisper_lora.data.validation"):
         rows = checked_rows(manifest)
     assert [r.number for r in rows] == [1] and rows[0].duration > 1
     assert "row 2 (audio/missing.wav): audio file not found" in caplog.text

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from whisper_lora.errors import OptionsError, WhisperLoraError
 from whisper_lora.export import ExportOptions, export
-from whisper_lora.merge import MergeOptions, merge
+from whisper_lora.export.merge import MergeOptions, merge
 from whisper_lora.models import load_model
 
 from .adapter_helpers import make_adapter

@@ -16,9 +16,9 @@ import soundfile
 from whisper_lora import audio
 from whisper_lora.cli import main
 from whisper_lora.errors import ManifestError, OptionsError
-from whisper_lora.prepare import PrepareOptions, prepare
-from whisper_lora.subtitles import format_time
-from whisper_lora.validation import validate_manifest
+from whisper_lora.data.prepare import PrepareOptions, prepare
+from whisper_lora.data.subtitles import format_time
+from whisper_lora.data.validation import validate_manifest
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.", "Please call me back when you get home tonight.",

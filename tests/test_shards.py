@@ -1,4 +1,4 @@
-"""Sharded and resumable transcription (shards.py): the file list split across torchrun processes
+"""Sharded and resumable transcription (shards/): the file list split across torchrun processes
 (2 CPU processes over gloo, as training's test), a job killed for real and resumed, and the
 bookkeeping underneath: the duration split, the part files, the header check.
 
@@ -24,9 +24,8 @@ from whisper_lora.decoding.options import TranscribeOptions
 from whisper_lora.decoding.results import FileResult, Segment, Word
 from whisper_lora.errors import OptionsError
 from whisper_lora.shards import (
-    Launch, PartsFolder, ShardError, launch_from_env, parts_folder_for, run_header,
-    run_transcription, split_by_duration)
-from whisper_lora.transcribe import read_audio_list
+    Launch, PartsFolder, ShardError, launch_from_env, parts_folder_for, run_header, split_by_duration)
+from whisper_lora.transcribe import read_audio_list, run_transcription
 
 ROOT = Path(__file__).resolve().parents[1]
 # One thread per process (torchrun sets it too): two processes share the 2 cores.

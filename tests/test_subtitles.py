@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from whisper_lora.errors import ManifestError
-from whisper_lora.subtitles import clean_text, format_time, parse_subtitles, read_subtitles
+from whisper_lora.data.subtitles import clean_text, format_time, parse_subtitles, read_subtitles
 
 SRT = """\ufeff1
 00:00:01,000 --> 00:00:02,500

@@ -11,7 +11,7 @@ import pytest
 import soundfile
 
 from whisper_lora.errors import ManifestError, OptionsError
-from whisper_lora.manifest import Row
+from whisper_lora.data.manifest import Row
 from whisper_lora.tokens import IGNORE_INDEX
 from whisper_lora.training.dataset import Collator, SpeechDataset, usable_rows
 from whisper_lora.training.packing import WindowPacker

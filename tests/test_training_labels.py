@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from whisper_lora.manifest import Row
+from whisper_lora.data.manifest import Row
 from whisper_lora.training.labels import LabelMaker, speech_span, timestamped_rows
 
 

@@ -149,7 +149,7 @@ def test_words_on_a_random_model_plain_and_with_lora(tiny_random, english_clips,
 def word_windows(say):
     """Single words joined with pauses: (audio, [(word, start, end)]) whose times are known."""
     from whisper_lora.audio import load_audio
-    from whisper_lora.joined import join_clips
+    from whisper_lora.data.joined import join_clips
 
     clips = [(load_audio(say(w, speed=150)), w) for w in SINGLE_WORDS]
     return [(w.audio, list(zip(w.texts, w.starts, w.ends)))
@@ -250,7 +250,7 @@ def test_align_heads_measures_and_saves_heads(english_clips, tmp_path):
     the heads found are at least as good on the same clips, and --save writes them where the
     adapter's decoding reads them."""
     from .adapter_helpers import make_adapter
-    from whisper_lora.align_heads import align_heads
+    from whisper_lora.decoding.align_heads import align_heads
     from whisper_lora.models import load_model
 
     adapter = make_adapter(tmp_path / "adapter", seed=2, scale=0.03)

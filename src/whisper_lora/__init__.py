@@ -2,8 +2,8 @@
 
 from .errors import AudioError, ManifestError, ModelLoadError, OptionsError, WhisperLoraError
 from .audio import SAMPLE_RATE, audio_duration, load_audio
-from .manifest import Row, read_manifest
-from .validation import ValidationReport, checked_rows, format_report, validate_manifest
+from .data.manifest import Row, read_manifest
+from .data.validation import ValidationReport, checked_rows, format_report, validate_manifest
 from .devices import pick_device
 from .models import load_model
 
@@ -15,7 +15,7 @@ _LAZY = {
     "TrainOptions": ".training.options", "TrainResult": ".train",
     "TranscribeOptions": ".decoding.options", "Transcriber": ".transcribe", "read_audio_list": ".transcribe",
     "FileResult": ".decoding.results", "Segment": ".decoding.results", "EvaluateOptions": ".evaluate",
-    "MergeOptions": ".merge", "ExportOptions": ".export", "DemoOptions": ".demo", "run_demo": ".demo",
+    "MergeOptions": ".export.merge", "ExportOptions": ".export", "DemoOptions": ".demo", "run_demo": ".demo",
     "error_rates": ".scoring.metrics",
 }
 

@@ -142,7 +142,7 @@ def run_demo(opts: DemoOptions) -> DemoResult:
 
     glossary = _glossary(opts, data, out / "data")
     if opts.glossary:
-        from .glossary import Glossary
+        from .data.glossary import Glossary
 
         Glossary.read(opts.glossary)  # its errors before any training
     print(f"[2/6] Measuring {base} before fine-tuning")

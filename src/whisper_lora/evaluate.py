@@ -10,6 +10,10 @@ writes (the reports by scoring/report.py):
                            curves of any model that is a training output folder (PNG files,
                            embedded in the HTML page so it is one self-contained file)
 
+The result types (Utterance, ModelResult, Evaluation), score_transcripts and the writers of the
+CSV, JSON and report files live in scoring/results.py; they are imported back here, so
+`from whisper_lora.evaluate import Evaluation, write_outputs` works as before.
+
 The scoring language of a row is --language, else the row's own, else guessed from the script of
 its reference (Han -> zh, kana -> ja, Hangul -> ko, Thai -> th, otherwise en): the normaliser must
 depend on the reference alone, so that every model is scored the same way. Only an explicit
@@ -18,27 +22,19 @@ language (--language or the row's) is forced on the decoder; otherwise the model
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import OptionsError
-from .fileio import write_bytes
-from .languages import guess_language, language_code
-from .lm import DEFAULT_LM_BONUS, DEFAULT_LM_WEIGHT
-from .scoring.metrics import Scores, normalize, normalize_for_cer, utterance_errors
-from .scoring.report import file_slug, write_reports
+from .languages import language_code
+from .data.lm import DEFAULT_LM_BONUS, DEFAULT_LM_WEIGHT
+# Result types and writers, imported back (see the module docstring).
+from .scoring.results import (CSV_FIELDS, Evaluation, ModelResult, Utterance, results_json, score_transcripts,
+                              summary_line, utterance_rows, write_outputs)
 
 log = logging.getLogger(__name__)
-
-CSV_FIELDS = ("number", "path", "language", "reference", "hypothesis", "errors", "reference_length",
-              "error_rate", "metric", "substitutions", "deletions", "insertions",
-              "normalized_reference", "normalized_hypothesis", "raw_wer", "failure")
 
 
 @dataclass(frozen=True)
@@ -82,7 +78,7 @@ class EvaluateOptions:
         if self.worst < 0:
             raise OptionsError(f"--worst {self.worst}: must be 0 or more")
         if self.glossary is not None:
-            from .glossary import Glossary
+            from .data.glossary import Glossary
 
             Glossary.read(self.glossary)  # its errors before any model loads
         object.__setattr__(self, "lm_weights", tuple(float(w) for w in self.lm_weights))
@@ -99,72 +95,6 @@ class EvaluateOptions:
         """(model spec, language-model weight or None) per row of the table, in order."""
         weights = self.lm_weights if self.lm is not None else (None,)
         return [(spec, w) for spec in self.models for w in weights]
-
-
-@dataclass(frozen=True)
-class Utterance:
-    number: int  # manifest row number
-    audio_path: str
-    language: str | None  # the scoring language code
-    reference: str
-    hypothesis: str  # "" when transcription failed
-    scores: Scores  # of this utterance alone
-    failure: str | None = None  # why transcription failed, if it did
-
-    @property
-    def errors(self) -> int:
-        """Edits of the language's primary measure (normalised words or characters)."""
-        return (self.scores.chars if self.scores.primary_metric == "cer" else self.scores.words).errors
-
-    @property
-    def reference_length(self) -> int:
-        return (self.scores.chars if self.scores.primary_metric == "cer" else self.scores.words).reference_length
-
-
-@dataclass
-class ModelResult:
-    spec: str  # the model spec as given
-    label: str  # short unique name for tables and file names
-    utterances: list[Utterance]
-    seconds: float  # wall time to transcribe everything (model loading included)
-    audio_seconds: float | None = None  # total duration of the audio, when known
-    training_folder: str | None = None  # the spec when it is a training output folder (has curves)
-
-    @property
-    def by_language(self) -> dict[str | None, Scores]:
-        """Scores per scoring language, in order of first appearance."""
-        out: dict[str | None, Scores] = {}
-        for u in self.utterances:
-            out[u.language] = out.get(u.language, Scores(u.language)) + u.scores
-        return out
-
-    @property
-    def failures(self) -> int:
-        return sum(u.failure is not None for u in self.utterances)
-
-    def worst(self, n: int) -> list[Utterance]:
-        """The n utterances with the most errors (ties: higher error rate first, then row order)."""
-        ranked = sorted(self.utterances, key=lambda u: (-u.errors, -u.scores.primary, u.number))
-        return [u for u in ranked[:n] if u.errors > 0]
-
-
-@dataclass
-class Evaluation:
-    data: str  # the manifest, absolute
-    results: list[ModelResult]
-    files: dict[str, Path] = field(default_factory=dict)  # what was written: name -> path
-
-
-def score_transcripts(rows, hypotheses: list[str], failures: list[str | None] | None = None,
-                      language: str | None = None) -> list[Utterance]:
-    """Score one model's transcripts (in row order) against manifest rows."""
-    failures = failures or [None] * len(rows)
-    out = []
-    for row, hyp, failure in zip(rows, hypotheses, failures, strict=True):
-        lang = language or language_code(row.language) or guess_language(row.text)
-        out.append(Utterance(row.number, row.audio_path, lang, row.text, hyp,
-                             utterance_errors(row.text, hyp, lang), failure))
-    return out
 
 
 def model_labels(specs) -> list[str]:
@@ -226,7 +156,7 @@ def transcribe_rows(spec: str, rows, options: EvaluateOptions,
 
 def evaluate(options: EvaluateOptions) -> Evaluation:
     """Transcribe the manifest with every model, score it, and write the outputs (see module doc)."""
-    from .manifest import read_manifest
+    from .data.manifest import read_manifest
     from .models import is_adapter_folder
 
     rows = read_manifest(options.data)
@@ -262,61 +192,6 @@ def _total_duration(rows) -> float | None:
         return None
 
 
-def summary_line(result: ModelResult) -> str:
-    parts = []
-    for lang, s in result.by_language.items():
-        other = "wer" if s.primary_metric == "cer" else "cer"
-        parts.append(f"[{lang}] {s.primary_metric.upper()} {100 * s.primary:.2f}% ({other.upper()} "
-                     f"{100 * getattr(s, other):.2f}%, raw WER {100 * s.raw_wer:.2f}%) on {s.utterances} utterances")
-    fails = f", {result.failures} failed" if result.failures else ""
-    return f"{result.label}: " + "; ".join(parts) + fails
-
-
-# ---- outputs -------------------------------------------------------------------------------
-
-
-def utterance_rows(result: ModelResult) -> list[dict]:
-    out = []
-    for u in result.utterances:
-        counts = u.scores.chars if u.scores.primary_metric == "cer" else u.scores.words
-        norm = normalize_for_cer if u.scores.primary_metric == "cer" else normalize
-        out.append({
-            "number": u.number, "path": u.audio_path, "language": u.language, "reference": u.reference,
-            "hypothesis": u.hypothesis, "errors": u.errors, "reference_length": u.reference_length,
-            "error_rate": round(counts.rate, 4), "metric": u.scores.primary_metric,
-            "substitutions": counts.substitutions, "deletions": counts.deletions,
-            "insertions": counts.insertions, "normalized_reference": norm(u.reference, u.language),
-            "normalized_hypothesis": norm(u.hypothesis, u.language), "raw_wer": round(u.scores.raw_wer, 4),
-            "failure": u.failure or "",
-        })
-    return out
-
-
-def write_outputs(evaluation: Evaluation, output_dir: str | os.PathLike, worst: int = 10) -> dict[str, Path]:
-    """Write per-utterance CSVs, results.json, report.md/.html and curve PNGs; return their paths."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-    for result in evaluation.results:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(utterance_rows(result))
-        name = f"utterances-{file_slug(result.label)}.csv"
-        files[name] = write_bytes(out / name, buffer.getvalue().encode("utf-8"))
-    files["results.json"] = write_bytes(out / "results.json",
-                                          (json.dumps(results_json(evaluation), indent=2, ensure_ascii=False)
-                                           + "\n").encode("utf-8"))
-    files.update(write_reports(evaluation, out, worst=worst))
-    return files
-
-
-def results_json(evaluation: Evaluation) -> dict:
-    return {
-        "data": evaluation.data,
-        "models": [{
-            "spec": r.spec, "label": r.label, "seconds": round(r.seconds, 3),
-            "audio_seconds": r.audio_seconds, "failures": r.failures,
-            "scores": [s.as_dict() for s in r.by_language.values()],
-        } for r in evaluation.results],
-    }
+__all__ = ["EvaluateOptions", "evaluate", "transcribe_rows", "model_labels", "CSV_FIELDS", "Evaluation",
+           "ModelResult", "Utterance", "results_json", "score_transcripts", "summary_line", "utterance_rows",
+           "write_outputs"]

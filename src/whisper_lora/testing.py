@@ -90,7 +90,7 @@ def save_openai_checkpoint(model, path) -> None:
     (the tied output projection is the token embedding there, so it is not written)."""
     import torch
 
-    from .export_ggml import openai_name
+    from .export.ggml import openai_name
 
     c = model.config
     dims = dict(n_mels=c.num_mel_bins, n_vocab=c.vocab_size, n_audio_ctx=c.max_source_positions,

@@ -18,6 +18,10 @@ The flow, top to bottom, and where each step lives:
 
 Under torchrun or accelerate launch every process runs this same function; the Trainer shards
 the data, and only the first process (rank 0) writes files.
+
+One module for one job, the run from options to output folder in the order above (over 300
+lines because each step is spelled out here, top to bottom, as nanoGPT's train.py reads; the
+steps' machinery is in training/).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from pathlib import Path
 from .devices import cpu_has_native_bf16
 from .errors import OptionsError, WhisperLoraError
 from .fileio import write_json
-from .hf_data import check_dataset, dataset_rows, is_saved_dataset, streamed_head
+from .data.hf_data import check_dataset, dataset_rows, is_saved_dataset, streamed_head
 from .run_files import METRICS, TRAINING_CONFIG
 from .tokens import Tokens
 from .training.augment import Augment
@@ -157,7 +161,7 @@ def _prompt_terms(options: TrainOptions, rows):
     """Glossary-aware training's choice of prompt terms per training row, or None when it is off."""
     if not options.prompted:
         return None
-    from .glossary import Glossary
+    from .data.glossary import Glossary
     from .training.prompt_terms import PromptTerms
 
     glossary = Glossary.read(options.glossary) if options.glossary else None

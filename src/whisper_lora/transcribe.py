@@ -10,6 +10,9 @@ Files are read ahead a few batches at a time; of those, short files (<= 30 s) ar
 length and decoded in batches, long files are decoded whole (see decoding/hf.py and
 decoding/ct2.py), and results come back in input order as soon as every earlier file is done.
 A file that cannot be read gives a FileResult with `error` set; the others are still transcribed.
+
+One module for one job, the transcription front door: the Transcriber, the command over a
+file list and run_transcription, which hands sharded and resumed runs to shards/ (over 300 lines).
 """
 
 from __future__ import annotations
@@ -18,25 +21,25 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from .audio import SAMPLE_RATE, load_audio
-from .biasing import decode_with_glossary
+from .decoding.biasing import decode_with_glossary
 from .errors import AudioError, OptionsError
 from .decoding.guards import is_quiet
-from .decoding.results import Decoded, FileResult, Segment, join_segments
+from .decoding.results import Decoded, FileResult, RunSummary, Segment, join_segments
 from .decoding.options import TranscribeOptions
-from .glossary import Glossary
+from .data.glossary import Glossary
 from .run_files import ADAPTER_CONFIG
 
 log = logging.getLogger(__name__)
 
 __all__ = ["FileResult", "Segment", "TranscribeOptions", "Transcriber", "RunSummary", "read_audio_list",
-           "transcribe"]
+           "run_transcription", "transcribe"]
 
 LONG_SECONDS = 30.0  # longer files go to decode_long (pieces cut at pauses, or sequential windows)
 READ_AHEAD_BATCHES = 4  # files read ahead, in batches: enough to sort short files by length
@@ -58,7 +61,7 @@ class Transcriber:
             glossary = Glossary.read(backend.options.glossary)
         if glossary is not None:
             self.check_glossary(glossary)
-        self.glossary = glossary  # decode every file twice where its terms are heard (biasing.py)
+        self.glossary = glossary  # decode every file twice where its terms are heard (decoding/biasing.py)
 
     def check_glossary(self, glossary: Glossary) -> None:
         """Every term fits in this model's prompt (GlossaryError naming the line if not)."""
@@ -213,7 +216,7 @@ def _result(path: str, duration: float, decoded) -> FileResult:
 
 def check_lm(spec: str, lm: str, backend: str = "auto") -> None:
     """--lm's errors before any model loads: an unreadable file, or a model it cannot steer."""
-    from .lm import load
+    from .data.lm import load
 
     load(lm)
     if choose_backend(spec, backend) == "ct2":
@@ -251,30 +254,6 @@ def read_audio_list(path: str | os.PathLike) -> list[str]:
     if not paths:
         raise OptionsError(f"--audio_list {path}: no audio paths in it (blank and # lines are skipped)")
     return paths
-
-
-@dataclass
-class RunSummary:
-    results: list[FileResult]
-    audio_seconds: float  # total duration of the files transcribed
-    wall_seconds: float  # time spent decoding, model loading excluded
-
-    @property
-    def failed(self) -> list[FileResult]:
-        return [r for r in self.results if not r.ok]
-
-    @property
-    def realtime_factor(self) -> float:
-        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
-
-    def describe(self) -> str:
-        n, bad = len(self.results), self.failed
-        lines = [f"transcribed {n - len(bad)} of {n} files: {self.audio_seconds:.1f} s of audio in "
-                 f"{self.wall_seconds:.1f} s ({self.realtime_factor:.1f}x realtime)"]
-        if bad:
-            lines.append(f"{len(bad)} failed:")
-            lines += [f"  {r.path}: {r.error}" for r in bad]
-        return "\n".join(lines)
 
 
 def _echo(result: FileResult, n_files: int, timestamps: bool) -> str:
@@ -335,3 +314,21 @@ def transcribe(model: str | os.PathLike, audio_paths: list[str], options: Transc
         if writer is not None:
             writer.close()  # also after an interruption: what was done stays on disk
     return RunSummary(results, audio_seconds, time.monotonic() - start)
+
+
+def run_transcription(model: str | os.PathLike, audio_paths: list[str], options: TranscribeOptions | None = None,
+                      output_file: str | os.PathLike | None = None, output_format: str | None = None,
+                      resume: bool = False, progress: bool = True) -> RunSummary | None:
+    """The transcribe command's front door: one process as transcribe() does it, or sharded /
+    resumable (shards/) when launched by torchrun or asked to resume. None on ranks other than
+    0 (rank 0 reports)."""
+    from .shards import PartsFolder, launch_from_env, parts_folder_for, transcribe_sharded
+
+    launch = launch_from_env()
+    if not launch.distributed and not resume:
+        if output_file is not None:
+            PartsFolder(parts_folder_for(output_file)).refuse_leftovers()
+        return transcribe(model, audio_paths, options, output_file=output_file, output_format=output_format,
+                          progress=progress)
+    return transcribe_sharded(lambda o: Transcriber.from_spec(model, o), model, audio_paths, options, output_file,
+                              output_format, resume, progress, launch)

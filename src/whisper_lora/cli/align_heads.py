@@ -26,7 +26,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from ..align_heads import align_heads
+    from ..decoding.align_heads import align_heads
 
     report = align_heads(args.model, args.data, language=args.language, top=args.top, max_clips=args.max_clips,
                          save=args.save, cache_dir=args.cache_dir)

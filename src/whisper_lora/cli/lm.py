@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from ..lm import DEFAULT_ORDER
+from ..data.lm import DEFAULT_ORDER
 
 
 def add_parser(subparsers):
@@ -26,7 +26,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from ..lm import build_file
+    from ..data.lm import build_file
 
     path = build_file(args.text, args.output, args.order)
     print(f"{path}: {args.order}-gram model")

@@ -1,6 +1,6 @@
 """`whisper-lora merge --model_path OUT --output_dir DIR`: fold a LoRA adapter into its base model."""
 
-from ..merge import MergeOptions, merge
+from ..export.merge import MergeOptions, merge
 
 
 def add_parser(subparsers):

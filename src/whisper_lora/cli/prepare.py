@@ -29,7 +29,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from ..prepare import PrepareOptions, prepare
+    from ..data.prepare import PrepareOptions, prepare
 
     result = prepare(PrepareOptions(inputs=tuple(args.inputs), output_dir=args.output_dir, subtitles=args.subtitles,
                                     max_seconds=args.max_seconds, language=args.language, overwrite=args.overwrite,

@@ -11,15 +11,15 @@ import sys
 
 from ..decoding.options import BACKENDS, DEVICES, LONG_FORMS, TASKS
 from ..decoding.writers import FORMATS
-from ..glossary import MAX_TERMS
-from ..lm import DEFAULT_LM_BONUS, DEFAULT_LM_WEIGHT
+from ..data.glossary import MAX_TERMS
+from ..data.lm import DEFAULT_LM_BONUS, DEFAULT_LM_WEIGHT
 
 
 def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
     """The original README's inference flags; extended adds the whisper-lora extras
     (positional files, --model alias, --fp32, --cache_dir, --compute_type, --no_pack, --long_form,
     --word_timestamps, --initial_prompt, --hotwords, --vad, --resume, --quiet). Both run sharded
-    under torchrun / accelerate launch (shards.py): that needs no flag."""
+    under torchrun / accelerate launch (shards/): that needs no flag."""
     names = ["--model_path", "--model"] if extended else ["--model_path"]
     p.add_argument(*names, dest="model_path", required=True, metavar="SPEC",
                    help="a training output folder (base model + LoRA adapter), a merged or Hugging Face model "
@@ -131,7 +131,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from ..shards import run_transcription
+    from ..transcribe import run_transcription
     from ..transcribe import TranscribeOptions, read_audio_list
 
     _quiet_transformers()

@@ -2,8 +2,8 @@
 dataset saved with save_to_disk) and print what is wrong."""
 
 from ..audio import CHUNK_LENGTH
-from ..hf_data import dataset_rows, is_saved_dataset
-from ..validation import format_report, validate_manifest
+from ..data.hf_data import dataset_rows, is_saved_dataset
+from ..data.validation import format_report, validate_manifest
 
 
 def add_parser(subparsers):

@@ -141,7 +141,7 @@ def write_glossary(train: str | os.PathLike, test: str | os.PathLike, path: str 
     contains, shuffled. One term per line, written atomically."""
     import random
 
-    from ..glossary import surface_words
+    from ..data.glossary import surface_words
 
     def words(manifest) -> list[str]:
         return [w for line in Path(manifest).read_text(encoding="utf-8").splitlines() if line.strip()

@@ -19,7 +19,7 @@ import numpy as np
 from ..audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE
 from ..devices import pick_device
 from ..errors import ModelLoadError, OptionsError
-from ..glossary import prompt_text
+from ..data.glossary import prompt_text
 from .backend import Backend
 from .guards import verdict
 from .options import FALLBACK_SEED, TranscribeOptions

@@ -10,7 +10,8 @@ Short audio (<= 30 s) is decoded in batches the way openai-whisper decodes one w
      (mean log-probability too low) is decoded again at rising temperatures, unless it is
      silence (high <|nospeech|> probability and low log-probability), which gives no text.
 transformers' own `generate` fallback would run the encoder a second time for its no-speech
-check, which on a CPU costs as much as the decoding; here it only serves the rare retries.
+check, which on a CPU costs as much as the decoding; here it only serves the rare retries
+(hf_fallback.py).
 
 With options.pack (the default) and a known language, several short files share one window
 (packing.py, through Backend.decode_short).
@@ -18,9 +19,13 @@ With options.pack (the default) and a known language, several short files share 
 Long audio (> 30 s) is cut at its pauses into pieces of at most 30 s, decoded together in batches
 like short audio, with timestamps and one language per file (long_form.decode_pieces plans it;
 this module decodes). With options.long_form "sequential", long audio goes through transformers'
-sequential long-form `generate` instead: 30-second windows that advance to the last complete
-timestamped segment, the previous window's text as a prompt, temperature fallback and no-speech
-detection.
+sequential long-form `generate` instead (hf_fallback.py): 30-second windows that advance to the
+last complete timestamped segment, the previous window's text as a prompt, temperature fallback
+and no-speech detection.
+
+One module for one job, the backend's own decoding of a batch: the encoder, the first step
+and the search share one encoder output and one cache (over 300 lines); generate's fallback
+is apart (hf_fallback.py), as are the beams (hf_beams.py) and logits processors (hf_logits.py).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import torch
 from transformers import LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutput
 
-from . import long_form, vad, words
+from . import hf_fallback, long_form, vad, words
 from ..audio import N_SAMPLES, SAMPLE_RATE
 from .backend import Backend
 from .guards import verdict
@@ -43,10 +48,10 @@ from .lm_fusion import LMFusion, word_ends
 from .hf_logits import Suppress, TokenLogprobs, quiet_generate_warnings
 from .int8_head import Int8Head, build_int8_head
 from ..devices import pick_device
-from ..glossary import prompt_text
-from ..lm import load as load_lm
-from .results import Decoded, Segment, clamped, moved, pieces_to_segments, timed_pieces
-from .options import FALLBACK_SEED, TranscribeOptions
+from ..data.glossary import prompt_text
+from ..data.lm import load as load_lm
+from .results import Decoded, Segment, clamped, pieces_to_segments, timed_pieces
+from .options import TranscribeOptions
 
 log = logging.getLogger(__name__)
 
@@ -162,16 +167,6 @@ class HFBackend(Backend):
         finally:
             self.whisper.proj_out = previous
 
-    @contextlib.contextmanager
-    def _seeded(self):
-        """The fallback samples at temperatures above 0: seeded, so the same batch gives the same
-        text in every run (it depended on whatever the process had drawn before), and without
-        touching the caller's random state (training's, for one)."""
-        devices = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(FALLBACK_SEED)
-            yield
-
     def _int8_head(self):
         if not self._int8:
             return None
@@ -224,9 +219,6 @@ class HFBackend(Backend):
     def _text(self, tokens) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
 
-    def _segments_from_generate(self, segs, duration: float) -> list[Segment]:
-        return clamped(((seg["start"], seg["end"], self._text(seg["tokens"])) for seg in segs), duration)
-
     # ---- short audio ---------------------------------------------------------------------------
 
     @torch.inference_mode()
@@ -234,7 +226,7 @@ class HFBackend(Backend):
                      languages: list[str] | None = None, terms=None) -> tuple[list[Decoded], list[bool]]:
         """One batch: (Decoded per audio, trouble per audio); see Backend.decode_batch. The encoder
         runs once, for the first step (language, no-speech) and the decoding; only the files in
-        trouble go through transformers' own fallback (_generate_with_fallback)."""
+        trouble go through transformers' own fallback (hf_fallback.py)."""
         opts = self.options
         timestamps = opts.return_timestamps if timestamps is None else timestamps
         durations = [len(a) / SAMPLE_RATE for a in audios]
@@ -264,16 +256,7 @@ class HFBackend(Backend):
         failed = [i for i, bad in enumerate(trouble) if bad]
         if retry and failed and len(opts.temperatures) > 1:
             log.debug("temperature fallback for %d of %d files", len(failed), len(audios))
-            # Rows with a prompt of their own (glossary terms) go one by one: transformers'
-            # fallback takes one prompt for its whole batch.
-            groups = [failed] if prompts is None else [[i] for i in failed]
-            redone = []
-            for group in groups:
-                with self._seeded():
-                    redone += self._generate_with_fallback(
-                        [audios[i] for i in group], [langs[i][0] for i in group],
-                        temperatures=opts.temperatures[1:], long=False, timestamps=timestamps,
-                        prompt_ids=None if prompts is None else prompts[group[0]])
+            redone = hf_fallback.retry(self, audios, langs, failed, prompts, timestamps)
             for i, segs in zip(failed, redone):
                 pieces_i = [(seg["start"], seg["end"], self._text_ids(seg["tokens"])) for seg in segs]
                 if timestamps:
@@ -367,43 +350,6 @@ class HFBackend(Backend):
         """options.max_new_tokens, less what a long prompt leaves of the decoder's positions."""
         return max(1, min(self.options.max_new_tokens, self.whisper.config.max_target_positions - prompt_length))
 
-    def _generate_with_fallback(self, audios, languages, temperatures, long: bool, timestamps: bool | None = None,
-                                prompt_ids: list[int] | None = None):
-        """transformers' own decoding with temperature fallback and no-speech detection.
-
-        Returns, per audio, transformers' segment dicts (start, end, tokens). timestamps (short
-        audio): timed segments, or one segment over the whole audio; None: options.return_timestamps.
-        Long audio always has timestamps. prompt_ids: the prompt of every audio (None: self.prompt_ids)."""
-        opts = self.options
-        features, mask = self._features(audios, long=long)
-        timestamps = long or (opts.return_timestamps if timestamps is None else timestamps)
-        prompt_ids = self.prompt_ids if prompt_ids is None else prompt_ids
-        prompt_length = len(prompt_ids) + 1 + (2 if self.multilingual else 0) + (0 if timestamps else 1)
-        prompt = self._prompt_kwargs(prompt_ids)
-        if prompt and long and (opts.hotwords or prompt_ids != self.prompt_ids):
-            # hotwords go before every window: transformers' "all-segments" prompt (the initial
-            # prompt, given with them, then comes back in every window too)
-            prompt["prompt_condition_type"] = "all-segments"
-        with self._decoding():
-            out = self.whisper.generate(
-                features, attention_mask=mask, return_timestamps=timestamps,
-                num_beams=opts.beam_size, temperature=temperatures,
-                compression_ratio_threshold=opts.compression_ratio_threshold,
-                logprob_threshold=opts.logprob_threshold, no_speech_threshold=opts.no_speech_threshold,
-                condition_on_prev_tokens=(opts.condition_on_previous_text or "prompt_condition_type" in prompt) if long
-                else False,
-                suppress_tokens=None, begin_suppress_tokens=None, logits_processor=self._processors(prompt_length),
-                return_segments=True, **prompt, **self._language_kwargs(languages),
-                # Long audio leaves the length to transformers: the previous text's prompt (up to
-                # 223 tokens) shares the 448 positions, and it fits max_new_tokens around it.
-                **({} if long else {"max_new_tokens": self._max_new_tokens(prompt_length)}))
-        segments = out["segments"]
-        if not timestamps:
-            # Without timestamps, the single segment of a short file spans the whole window.
-            return [[{**s, "start": 0.0, "end": len(a) / SAMPLE_RATE} for s in segs]
-                    for segs, a in zip(segments, audios)]
-        return segments
-
     # ---- long audio ----------------------------------------------------------------------------
 
     @torch.inference_mode()
@@ -415,10 +361,10 @@ class HFBackend(Backend):
         if self.options.long_form == "sequential":
             if terms is not None and len(audios) > 1:
                 return [self.decode_long([a], [t])[0] for a, t in zip(audios, terms)]
-            decode = self._decode_sequential
+            decode = functools.partial(hf_fallback.decode_sequential, self)
             if terms is not None:
                 prompt = self._prompt(self.options, long_form.piece_terms(terms[0], 0, len(audios[0])))
-                decode = functools.partial(self._decode_sequential, prompt_ids=prompt)
+                decode = functools.partial(hf_fallback.decode_sequential, self, prompt_ids=prompt)
             if self.options.vad:  # the speech only, put back on each file's timeline (vad.py)
                 return vad.decode_speech_only(audios, langs, decode)
             return decode(audios, langs)
@@ -437,42 +383,6 @@ class HFBackend(Backend):
             return self._settle_languages(lang_probs, len(audios))
         return self._settle_languages(None, len(audios))
 
-    def _decode_sequential(self, audios: list[np.ndarray], langs, prompt_ids=None) -> list[Decoded]:
-        """transformers' sequential long-form decoding: 30-second windows one after another, each
-        conditioned on the previous text (batched across files)."""
-        durations = [len(a) / SAMPLE_RATE for a in audios]
-        with self._seeded():
-            segments = self._generate_with_fallback(audios, [code for code, _ in langs],
-                                                    temperatures=self.options.temperatures, long=True,
-                                                    prompt_ids=prompt_ids)
-        if self.aligner is not None:
-            return [Decoded(self._long_words(audio, segs, code), code, prob)
-                    for audio, segs, (code, prob) in zip(audios, segments, langs)]
-        return [Decoded(self._segments_from_generate(segs, d), code, prob)
-                for segs, d, (code, prob) in zip(segments, durations, langs)]
-
-    def _long_words(self, audio: np.ndarray, segs, language: str) -> list[Segment]:
-        """Segments of a long file with word timestamps: consecutive segments are grouped into
-        30-second windows, each window encoded once more and aligned (words.py)."""
-        pieces = [(float(s["start"]), float(s["end"]), self._text_ids(s["tokens"])) for s in segs]
-        groups, out = [], []
-        for piece in pieces:
-            if groups and piece[1] - groups[-1][0][0] <= long_form.MAX_SECONDS:
-                groups[-1].append(piece)
-            else:
-                groups.append([piece])
-        for group in groups:
-            first = int(group[0][0] * SAMPLE_RATE)
-            window = audio[first:first + N_SAMPLES]
-            offset = first / SAMPLE_RATE
-            decoded = Decoded([], language, None)
-            local = [(a - offset, b - offset, ids) for a, b, ids in group]
-            features, _ = self._features([window])
-            with self._decoding():
-                hidden = self.whisper.model.encoder(features).last_hidden_state
-            self._add_words(hidden, [decoded], [local], [len(window)])
-            out += moved(decoded.segments, offset, len(audio) / SAMPLE_RATE)
-        return out
 
 
 def _generated_length(row: list[int], eos: int) -> int:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor
 
-from ..lm import LN10, NgramLM, words
+from ..data.lm import LN10, NgramLM, words
 
 JOINERS = "'’-"  # inside a word ("zo'n", "zee-egel"): they do not end it
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from ..devices import cpu_auto_precision, cpu_has_native_bf16
 from ..errors import OptionsError
-from ..lm import DEFAULT_LM_BONUS, DEFAULT_LM_WEIGHT
+from ..data.lm import DEFAULT_LM_BONUS, DEFAULT_LM_WEIGHT
 from ..languages import language_code
 
 log = logging.getLogger(__name__)

@@ -153,3 +153,27 @@ def split_timestamped(tokens: list[int], timestamp_begin: int, first_special: in
                       duration: float) -> list[Segment]:
     """Whisper output -> Segments (timed_pieces, then pieces_to_segments)."""
     return pieces_to_segments(timed_pieces(tokens, timestamp_begin, first_special, duration), decode, duration)
+
+
+@dataclass
+class RunSummary:
+    results: list[FileResult]
+    audio_seconds: float  # total duration of the files transcribed
+    wall_seconds: float  # time spent decoding, model loading excluded
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def describe(self) -> str:
+        n, bad = len(self.results), self.failed
+        lines = [f"transcribed {n - len(bad)} of {n} files: {self.audio_seconds:.1f} s of audio in "
+                 f"{self.wall_seconds:.1f} s ({self.realtime_factor:.1f}x realtime)"]
+        if bad:
+            lines.append(f"{len(bad)} failed:")
+            lines += [f"  {r.path}: {r.error}" for r in bad]
+        return "\n".join(lines)

@@ -12,6 +12,9 @@ punctuation joined to its word) and placing words inside their segments. How the
 is each backend's: `HFAligner` here for transformers (the heads' queries and keys read with
 forward hooks, so any attention implementation, LoRA or merged, works the same), CTranslate2's
 own `align` for the ct2 backend.
+
+One module for one job, word times: the alignment, the fix-ups and the fitting to the sound
+work on the same words in sequence (over 300 lines).
 """
 
 from __future__ import annotations

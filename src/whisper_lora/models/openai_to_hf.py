@@ -22,8 +22,8 @@ from .processor import assemble, build_processor, token_facts
 from .vocabulary import tokenizer_folder
 from ..errors import ModelLoadError
 
-# openai name -> HF name, applied to the part after "encoder."/"decoder."
-_RENAMES = [
+# openai name -> HF name, applied to the part after "encoder."/"decoder." (export/ggml.py reads it backwards)
+NAME_RULES = [
     (r"^blocks\.(\d+)\.attn\.query\.", r"layers.\1.self_attn.q_proj."),
     (r"^blocks\.(\d+)\.attn\.key\.", r"layers.\1.self_attn.k_proj."),
     (r"^blocks\.(\d+)\.attn\.value\.", r"layers.\1.self_attn.v_proj."),
@@ -46,7 +46,7 @@ _RENAMES = [
 
 def hf_name(name: str) -> str:
     side, rest = name.split(".", 1)
-    for pattern, repl in _RENAMES:
+    for pattern, repl in NAME_RULES:
         rest, n = re.subn(pattern, repl, rest)
         if n:
             break

@@ -1,1 +1,1 @@
-"""Scoring: error rates, the evaluation report and its training curves."""
+"""Scoring: error rates, evaluation's results and their files, the report and its training curves."""

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 
 from ..audio import SAMPLE_RATE, load_audio_bytes
 from ..errors import AudioError, OptionsError
-from ..glossary import Glossary, GlossaryError
+from ..data.glossary import Glossary, GlossaryError
 from ..languages import language_code
 from .batcher import Batcher
 from .formats import RESPONSE_FORMATS, TIMED_FORMATS, error_body, render

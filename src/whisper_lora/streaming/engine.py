@@ -17,6 +17,9 @@ The buffer holds the audio since the last cut. It is cut at the end of a turn an
 at the end of a decoded segment whose words are all final once the buffer is over `trim`, so the
 cost of a decode stays flat over an hour-long stream. A buffer that reaches `max_buffer` (Whisper
 hears 30 s at most) ends its turn there.
+
+One module for one job, a stream's state and its policy: the buffer, the agreement and the
+turns decide together when a word is final, so they are read together (over 300 lines).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ build_dataset speaks sentences with espeak-ng and writes, under one folder:
   audio/                                   the clips (espeak-ng's 22.05 kHz mono WAV).
 
 Where the sentences come from decides what fine-tuning teaches: with a small template word bank
-the model learns to write the bank's words (DESIGN.md). So, with the sources in sentences.py,
+the model learns to write the bank's words (docs/design.md). So, with the sources in sentences.py,
   - evaluation (test, other voice, long file) uses hand-written sentences (resources/*_eval.txt)
     that no training split ever sees;
   - validation uses hand-written training sentences (resources/*_train.txt) held out from training;

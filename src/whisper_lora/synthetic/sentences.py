@@ -5,7 +5,7 @@ validation) and <language>_eval.txt (only ever spoken for evaluation). When a tr
 for more sentences than the list holds, more are generated: for English, pairs of training
 sentences spoken as one clip; for Mandarin, templates whose content words are drawn from jieba's
 word-frequency dictionary (thousands of nouns, verbs, adjectives, places and idioms), so that
-fine-tuning does not learn a small word bank (DESIGN.md).
+fine-tuning does not learn a small word bank (docs/design.md).
 """
 
 from __future__ import annotations

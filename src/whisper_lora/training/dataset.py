@@ -4,6 +4,9 @@ SpeechDataset reads a row's audio when an item is asked for and turns it into lo
 and label ids (labels.LabelMaker); timestamped items may join a few utterances with pauses.
 Collator stacks a batch (after packing it into shared windows: packing.WindowPacker).
 usable_rows reads a manifest and drops, with a report, the rows training cannot use.
+
+One module for one job, rows to batches: the data set and its collator agree on the item's
+shape (over 300 lines).
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import numpy as np
 
 from .. import audio
 from ..errors import ManifestError, OptionsError
-from ..manifest import Row
-from ..validation import ValidationReport, format_report, validate_manifest
+from ..data.manifest import Row
+from ..data.validation import ValidationReport, format_report, validate_manifest
 from ..tokens import IGNORE_INDEX
 from .augment import Augment
 from .labels import LabelMaker, own_segments, row_language
@@ -225,7 +228,7 @@ class Collator:
 def prompt_token_ids(tokenizer, terms: list[str], room: int) -> list[int]:
     """<|startofprev|> + the prompt listing `terms` as decoding writes it, the last terms dropped
     until it is at most `room` tokens long ([] when not even one fits)."""
-    from ..glossary import PROMPT_TOKENS, prompt_text
+    from ..data.glossary import PROMPT_TOKENS, prompt_text
 
     terms = list(terms)
     room = min(room, PROMPT_TOKENS + 1)

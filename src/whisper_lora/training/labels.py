@@ -17,7 +17,7 @@ model a first token it never produced before.
 
 Timestamps: a target with timestamp tokens uses the row's `segments`, else one segment over
 its speech (found from the audio's energy). A share of targets is trained that way even without
---timestamps, so the model does not forget how to write timestamps (options.DEFAULT_TIMESTAMP_SHARE).
+--timestamps, so the model does not forget how to write timestamps (choices.DEFAULT_TIMESTAMP_SHARE).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import audio
 from ..languages import NO_SPACE_LANGUAGES
-from ..manifest import Row
+from ..data.manifest import Row
 from ..tokens import TIME_PRECISION, Tokens
 
 

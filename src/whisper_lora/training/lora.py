@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .options import ADALORA_INTERVAL, ADALORA_PHASES, TrainOptions
+from .choices import ADALORA_INTERVAL, ADALORA_PHASES
+from .options import TrainOptions
 
 
 def lora_target_regex(modules: tuple[str, ...], stacks: tuple[str, ...] = ("encoder", "decoder")) -> str:

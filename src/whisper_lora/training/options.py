@@ -5,7 +5,12 @@ LoraConfig, so a flag means what users of those tools expect. Building options c
 and that the input files are there; it writes nothing. Checks that need the model (English-only
 or multilingual) run in `check_for_model`, right after loading, before any data is prepared;
 checks that need the hardware (fp16 without a GPU) resolve in `precision`; --output_dir is made
-and tried for writing by output_dir.writable_output_dir, the first thing train() does.
+and tried for writing by output_dir.writable_output_dir, the first thing train() does. The
+tables the checks use (tasks, LoRA modules, Whisper's limits, measured defaults) are in
+choices.py and re-exported here.
+
+One module for one job, the checks of TrainOptions: each flag's check sits beside its field,
+as peft's LoraConfig does (near 400 lines because there are many flags).
 """
 
 from __future__ import annotations
@@ -15,25 +20,14 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from ..audio import CHUNK_LENGTH
 from ..errors import OptionsError
-from ..hf_data import is_saved_dataset
+from ..data.hf_data import is_saved_dataset
 from ..languages import language_code
 from ..run_files import TRAINER_STATE
+from .choices import (ADALORA_INTERVAL, ADALORA_PHASES, DECODER_POSITIONS, DEFAULT_LORA_MODULES,
+                      DEFAULT_TIMESTAMP_SHARE, LORA_MODULES, LR_SCHEDULERS, MAX_SECONDS, TASKS)
 
 log = logging.getLogger(__name__)
-
-TASKS = ("transcribe", "translate")
-# Linear layers LoRA can adapt, by their names in transformers' Whisper: attention projections
-# (self-attention in both stacks, cross-attention in the decoder) and the feed-forward pair.
-LORA_MODULES = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
-# Measured on bundled tiny.en adapting to an espeak-ng voice (benchmarks/train_defaults.py):
-# every projection in both stacks learns the voice fastest; see the report for the figures.
-DEFAULT_LORA_MODULES = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
-DECODER_POSITIONS = 448  # Whisper's decoder context: labels can never be longer
-MAX_SECONDS = float(CHUNK_LENGTH)  # Whisper's encoder window; longer clips cannot be trained on whole
-LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-                 "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
 
 
 @dataclass(frozen=True)
@@ -275,7 +269,7 @@ class TrainOptions:
              "--glossary_training with --streaming: the rare words of a stream are not known before it ends; "
              "train on a manifest or a downloaded dataset")
         if self.glossary is not None:
-            from ..glossary import Glossary
+            from ..data.glossary import Glossary
 
             Glossary.read(self.glossary)  # its errors now, not after the model has loaded
         need(self.early_stopping_patience is None or self.early_stopping_patience >= 1,
@@ -401,15 +395,5 @@ class TrainOptions:
         return replace(self, **changes)
 
 
-# AdaLoRA's three phases, as shares of all optimizer steps: the rank budget is held for the
-# first ADALORA_PHASES[0] (the adapters learn before their importance is judged), held again
-# for the last ADALORA_PHASES[1] (the chosen ranks train to the end), and cut in between.
-ADALORA_PHASES = (0.1, 0.3)
-ADALORA_INTERVAL = 10  # steps between two reallocations of the rank budget
-
-# Share of targets with timestamp tokens when --timestamps is not given: enough that the
-# model keeps writing timestamps after fine-tuning (measured: see the report / tests).
-DEFAULT_TIMESTAMP_SHARE = 0.3
-
-
-__all__ = ["TrainOptions", "TASKS", "LORA_MODULES", "DEFAULT_LORA_MODULES", "DEFAULT_TIMESTAMP_SHARE"]
+__all__ = ["TrainOptions", "TASKS", "LORA_MODULES", "DEFAULT_LORA_MODULES", "DEFAULT_TIMESTAMP_SHARE",
+           "DECODER_POSITIONS", "MAX_SECONDS", "LR_SCHEDULERS", "ADALORA_PHASES", "ADALORA_INTERVAL"]

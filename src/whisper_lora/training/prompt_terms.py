@@ -1,5 +1,5 @@
 """Glossary-aware training: some training clips get a prompt that lists terms, the way a
-glossary prompts decoding (biasing.py), so the model learns to copy a listed word it hears and
+glossary prompts decoding (decoding/biasing.py), so the model learns to copy a listed word it hears and
 to pass over the listed words it does not.
 
 A prompted clip's list holds 0-3 of its own rarer words (words of at least MIN_TERM_CHARS
@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from ..glossary import MAX_TERMS, MIN_TERM_CHARS, Glossary, normalize, surface_words
+from ..data.glossary import MAX_TERMS, MIN_TERM_CHARS, Glossary, normalize, surface_words
 
 RARE_DOCUMENTS = 2  # a word in at most this many training transcripts is rare: a term to list
 MAX_OWN = 3

@@ -1,7 +1,7 @@
 """Training on a streamed Hugging Face dataset (--streaming): for sets too big for the disk.
 
 A stream cannot be checked before training starts, so each example is checked as it arrives,
-by the rules a manifest row meets (manifest.py's keys and text, then audio that decodes, fits
+by the rules a manifest row meets (data/manifest.py's keys and text, then audio that decodes, fits
 --max_duration_in_seconds and gives a label the decoder holds); a bad example is skipped, the
 first few are logged by row number and reason, and the count is logged every so often. Items are
 those SpeechDataset makes, so the collator and clip packing work unchanged. Which examples carry
@@ -18,8 +18,8 @@ import torch
 
 from .. import audio
 from ..errors import AudioError
-from ..hf_data import LANGUAGE_COLUMNS, entry_of, open_split, text_column_of
-from ..manifest import rows_from_entries
+from ..data.hf_data import LANGUAGE_COLUMNS, entry_of, open_split, text_column_of
+from ..data.manifest import rows_from_entries
 from .dataset import SHOWN_DROPPED_ROWS, SpeechDataset
 from .labels import LabelMaker, row_language
 

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ManifestError
+from ..errors import ManifestError
 
 SUBTITLE_SUFFIXES = (".srt", ".vtt")
 

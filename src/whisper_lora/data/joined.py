@@ -1,7 +1,7 @@
 """Clips joined into 30-second windows with pauses between them: speech whose timing is known.
 
 Where each clip's speech starts and ends in the window is known from its loudness, so the
-windows test word and segment times (align_heads.py, the word-timestamp tests and benchmarks)."""
+windows test word and segment times (decoding/align_heads.py, the word-timestamp tests and benchmarks)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
+from ..audio import SAMPLE_RATE
 
 WINDOW_SECONDS = 28.0  # joined clips fill windows up to this (Whisper reads 30 s)
 GAP_SECONDS = 0.6  # silence between joined clips

@@ -5,7 +5,7 @@ resolved to a local HF folder (bundled, .pt and CTranslate2 models are converted
 way). The CTranslate2 converter writes model.bin, config.json (suppressed tokens, language ids,
 alignment heads, read from the generation config) and vocabulary.json; faster-whisper also wants
 tokenizer.json (its tokenizer) and preprocessor_config.json (mel bins), so both are copied in.
-`--format ggml` writes one file, tokenizer and mel filters included (export_ggml.py).
+`--format ggml` writes one file, tokenizer and mel filters included (ggml.py).
 
 Checked with ctranslate2 4.8.5 and transformers 5.23: TransformersConverter loads a local
 v5-saved Whisper folder as it is (it passes `dtype=`, the v5 name), so no workaround is needed.
@@ -20,8 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelLoadError, OptionsError, WhisperLoraError
-from .export_ggml import QUANTIZATIONS as GGML_QUANTIZATIONS
+from ..errors import ModelLoadError, OptionsError, WhisperLoraError
+from .ggml import QUANTIZATIONS as GGML_QUANTIZATIONS
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class ExportOptions:
 
 def export(options: ExportOptions) -> Path:
     """Convert options.model_path; return the ct2 folder or the ggml file (written atomically)."""
-    from .fileio import replace_folder
+    from ..fileio import replace_folder
 
     if options.format == "ggml":
         return _export_ggml(options)
@@ -107,9 +107,9 @@ def export(options: ExportOptions) -> Path:
 
 def _export_ggml(options: ExportOptions) -> Path:
     """The model (merged first when it is an adapter folder) as one whisper.cpp ggml file."""
-    from .export_ggml import write_ggml
+    from .ggml import write_ggml
     from .merge import merged_model
-    from .models import is_adapter_folder, load_model
+    from ..models import is_adapter_folder, load_model
 
     if is_adapter_folder(options.model_path):
         model, processor = merged_model(options.model_path, options.cache_dir)
@@ -123,7 +123,7 @@ def _export_ggml(options: ExportOptions) -> Path:
 def _hf_folder(options: ExportOptions, scratch: Path) -> Path:
     """A local HF Whisper folder for the spec, merging an adapter into scratch when needed."""
     from .merge import merged_model, save_merged
-    from .models import is_adapter_folder, resolve_hf_folder
+    from ..models import is_adapter_folder, resolve_hf_folder
 
     if is_adapter_folder(options.model_path):
         model, processor = merged_model(options.model_path, options.cache_dir)
@@ -132,7 +132,7 @@ def _hf_folder(options: ExportOptions, scratch: Path) -> Path:
         return scratch
     folder = resolve_hf_folder(options.model_path, options.cache_dir)
     if not Path(folder).is_dir():  # a hub id: fetch it (or find it in the cache) like load_model would
-        from .models import load_model
+        from ..models import load_model
 
         model, processor = load_model(options.model_path, cache_dir=options.cache_dir)
         scratch.mkdir(parents=True)

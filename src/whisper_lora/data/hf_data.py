@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audio
-from .errors import AudioError, ManifestError, OptionsError
+from .. import audio
+from ..errors import AudioError, ManifestError, OptionsError
 from .manifest import Problem, Row, rows_from_entries
 from .validation import ValidationReport, check_rows
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import difflib
 
-from .decoding.results import Decoded, Segment
-from .glossary import Glossary, normalize
+from .results import Decoded, Segment
+from ..data.glossary import Glossary, normalize
 
 
 def decode_with_glossary(backend, audios, first: list[Decoded], glossary: Glossary, long: bool) -> list[Decoded]:

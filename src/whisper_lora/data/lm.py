@@ -23,7 +23,7 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from .errors import OptionsError
+from ..errors import OptionsError
 from .glossary import normalize
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
@@ -149,7 +149,7 @@ def _arpa(probs, backoffs, order: int) -> str:
 
 def build_file(text: str | os.PathLike, output: str | os.PathLike, order: int = DEFAULT_ORDER) -> Path:
     """`whisper-lora lm build`: an ARPA file from a text file or manifest, written atomically."""
-    from .fileio import write_text
+    from ..fileio import write_text
 
     return write_text(output, build(read_sentences(text), order))
 

@@ -15,6 +15,10 @@ WAV) and report.txt (every cue or row that needed handling, by number and time).
 checked as training checks it (validation.check_rows) before it is written, and the bad ones are
 left out with their reasons, so the manifest trains as it is. Everything is written atomically:
 clips/ is built aside and swapped in whole, and an earlier manifest is replaced only with --overwrite.
+
+One module for one job, turning what a user has into a manifest: the three inputs share the
+clip writing, the checks and the atomic swap (over 300 lines); reading subtitles and planning
+cue clips are apart (subtitles.py, cue_clips.py).
 """
 
 from __future__ import annotations
@@ -31,11 +35,11 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from . import audio
+from .. import audio
 from .cue_clips import ClipPlan, plan_clips
-from .errors import ManifestError, OptionsError
-from .fileio import atomic_path, replace_folder, write_text
-from .languages import lookup_language
+from ..errors import ManifestError, OptionsError
+from ..fileio import atomic_path, replace_folder, write_text
+from ..languages import lookup_language
 from .manifest import Problem, load_entries, problem_line, rows_from_entries
 from .subtitles import SUBTITLE_SUFFIXES, format_time, read_subtitles
 from .validation import CACHE_MIN_ROWS, DurationCache, FileProbe, check_rows

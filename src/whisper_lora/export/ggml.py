@@ -21,6 +21,9 @@ has the file's type. Its `quantize` tool quantizes exactly those 2-D
 weights too, so a q8_0/q5_0 file written here has the same layout as `quantize` output.
 Quantized blocks follow ggml's reference quantizers (ggml-quants.c), done with numpy from the
 float32 weights (the `quantize` tool starts from an f16 file, i.e. rounds twice).
+
+One module for one job, the ggml file: its header, tensors and quantizers follow one format
+and are checked against whisper.cpp together (over 300 lines).
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import ModelLoadError, OptionsError, WhisperLoraError
-from .fileio import atomic_path
+from ..errors import ModelLoadError, OptionsError, WhisperLoraError
+from ..fileio import atomic_path
 
 MAGIC = 0x67676D6C  # "ggml" read as a little-endian int32
 N_FFT_BINS = 400 // 2 + 1  # whisper's 400-sample (25 ms) FFT window gives 201 frequency bins
@@ -74,10 +77,10 @@ ALWAYS_F32 = ("encoder.conv1.bias", "encoder.conv2.bias", "encoder.positional_em
 def _inverse_renames():
     """openai_to_hf's table read backwards: (HF pattern, openai replacement) pairs. Two openai
     names map onto HF's `layer_norm.` (encoder ln_post, decoder ln); SIDE_OF says whose is whose."""
-    from .models.openai_to_hf import _RENAMES
+    from ..models.openai_to_hf import NAME_RULES
 
     inverse = []
-    for pattern, repl in _RENAMES:
+    for pattern, repl in NAME_RULES:
         hf = "^" + re.escape(repl).replace(r"\\1", r"(\d+)") + ("$" if pattern.endswith("$") else "")
         openai = pattern.strip("^$").replace(r"(\d+)", r"\1").replace(r"\.", ".")
         inverse.append((hf, openai))

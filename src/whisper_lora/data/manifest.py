@@ -24,8 +24,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ManifestError
-from .languages import lookup_language
+from ..errors import ManifestError
+from ..languages import lookup_language
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import OptionsError
+from ..errors import OptionsError
 
 PROMPT_TOKENS = 448 // 2 - 1  # the decoder's 448 positions, half for the prompt, less <|startofprev|>
 SEPARATOR = ", "  # between the terms of a prompt

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, load_audio
-from .errors import OptionsError
-from .fileio import write_text
-from .joined import Window, join_clips
+from ..audio import SAMPLE_RATE, load_audio
+from ..errors import OptionsError
+from ..fileio import write_text
+from ..data.joined import Window, join_clips
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def head_errors(model, processor, windows: list[Window], language: str | None,
     set), number of clip starts measured), in seconds."""
     import torch
 
-    from .decoding.words import HFAligner, dtw
+    from .words import HFAligner, dtw
 
     whisper = model.get_base_model() if hasattr(model, "get_base_model") else model
     whisper.eval()
@@ -95,7 +95,7 @@ def head_errors(model, processor, windows: list[Window], language: str | None,
 
 def _starts(path, first_tokens) -> np.ndarray:
     """Seconds at which the DTW path reaches each given token."""
-    from .decoding.words import FRAMES_PER_SECOND
+    from .words import FRAMES_PER_SECOND
 
     text_indices, time_indices = path
     return np.array([time_indices[np.argmax(text_indices >= i)] for i in first_tokens]) / FRAMES_PER_SECOND
@@ -114,7 +114,7 @@ def _start_sequence(whisper, language: str | None) -> list[int]:
 def find_heads(model, processor, windows: list[Window], language: str | None, top: int = 8) -> HeadReport:
     """The model's heads measured, and the `top` heads that align best on these windows."""
     whisper = model.get_base_model() if hasattr(model, "get_base_model") else model
-    from .decoding.words import HFAligner
+    from .words import HFAligner
 
     current = HFAligner(whisper).heads
     errors, set_error, n = head_errors(model, processor, windows, language)
@@ -138,9 +138,9 @@ def align_heads(model_spec: str, manifest: str | os.PathLike, language: str | No
                 max_clips: int = 120, save: bool = False, cache_dir: str | None = None) -> HeadReport:
     """The whole command: measure the model's heads on the manifest's clips, find the best, and
     with save write them into the model folder (a training output or an HF model folder)."""
-    from .languages import language_code
-    from .manifest import read_manifest
-    from .models import load_model
+    from ..languages import language_code
+    from ..data.manifest import read_manifest
+    from ..models import load_model
 
     language = language_code(language, flag="--language")
     if top < 1:

@@ -1,7 +1,7 @@
 """Merge a trained LoRA adapter into its base model and save a plain Whisper model folder.
 
 The merged folder loads with `WhisperForConditionalGeneration.from_pretrained` alone (no peft),
-decodes as fast as the base model, and is what export.py converts for faster-whisper.
+decodes as fast as the base model, and is what export/ converts for faster-whisper.
 peft's safe merge adds each LoRA update to a copy of the weight and refuses it if any value
 is NaN or infinite, so a diverged adapter never reaches the output. The merged model is then
 checked against base + adapter on one forward pass before anything is written.
@@ -17,8 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelLoadError, OptionsError, WhisperLoraError
-from .fileio import replace_folder
+from ..errors import ModelLoadError, OptionsError, WhisperLoraError
+from ..fileio import replace_folder
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class MergeOptions:
     verify: bool = True  # compare merged and adapter logits on one input before saving
 
     def __post_init__(self):
-        from .models import is_adapter_folder
+        from ..models import is_adapter_folder
 
         if not Path(self.model_path).is_dir():
             raise OptionsError(f"--model_path {self.model_path}: no such folder")
@@ -55,7 +55,7 @@ def merged_model(model_path: str | os.PathLike, cache_dir: str | os.PathLike | N
     """Return (merged WhisperForConditionalGeneration, processor) for a training output folder."""
     import torch
 
-    from .models import load_model
+    from ..models import load_model
 
     model, processor = load_model(str(model_path), cache_dir=cache_dir)
     if not hasattr(model, "merge_and_unload"):
@@ -118,7 +118,7 @@ def merge(options: MergeOptions) -> Path:
 
     The folder appears complete or not at all: everything is written into a hidden temporary
     folder beside it, which is then renamed."""
-    from .models import base_model_of
+    from ..models import base_model_of
 
     model, processor = merged_model(options.model_path, options.cache_dir, verify=options.verify)
     out = Path(options.output_dir).resolve()
