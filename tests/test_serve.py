@@ -107,6 +107,20 @@ def transcribe_one(spec, path, timestamps=False, merge=False, **options):
     return summary.results[0]
 
 
+def test_loading_the_models_prints_no_progress_bars(adapters, capfd):
+    from transformers.utils import logging as hf_logging
+
+    from whisper_lora.serve.models import ModelSet
+    from whisper_lora.serve.options import ServeOptions
+
+    assert hf_logging.is_progress_bar_enabled()
+    capfd.readouterr()
+    served = ModelSet.load(ServeOptions(model="bundled:tiny.en", adapters={k: str(v) for k, v in adapters.items()}))
+    assert served.adapters == ["calls", "radio"]
+    assert "Loading weights" not in capfd.readouterr().err  # the server's log: one bar per model, unwatched
+    assert hf_logging.is_progress_bar_enabled()  # and the bars are back on for everyone else
+
+
 def test_models_and_health(client, server):
     assert [m.id for m in client.models.list()] == ["whisper-1", "calls", "radio"]
     health = httpx.get(f"{server}/health").json()

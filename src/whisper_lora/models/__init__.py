@@ -14,6 +14,7 @@ CTranslate2 folders as they are.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -206,6 +207,21 @@ def quiet_peft_warnings() -> None:
     for pattern, category in _PEFT_WARNINGS:
         if (pattern, category) not in present:
             warnings.filterwarnings("ignore", message=pattern, category=category)
+
+
+@contextlib.contextmanager
+def no_loading_bars():
+    """transformers' "Loading weights" progress bar off for the block (then as it was): in a
+    server's log it is noise, one bar per model loaded, and no one watches it."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 # Files faster-whisper reads from a model folder besides model.bin.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..decoding.options import DEFAULT_TEMPERATURES, TranscribeOptions
 from ..errors import OptionsError
-from ..glossary import Glossary
+from ..data.glossary import Glossary
 from .options import ALL_MODELS, ServeOptions
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class ModelSet:
 
     @classmethod
     def load(cls, options: ServeOptions) -> "ModelSet":
-        from ..models import is_adapter_folder, load_model
+        from ..models import is_adapter_folder, load_model, no_loading_bars
 
         for name, path in options.adapters.items():
             if not is_adapter_folder(path):
@@ -87,9 +87,10 @@ class ModelSet:
             raise OptionsError(f"--model {options.model} is an adapter; to serve it beside others, pass its base "
                                f"model as --model and it as --adapter NAME={options.model}")
         # A training output folder alone is served merged: the fine-tuned model is the base.
-        model, processor = load_model(options.model, cache_dir=options.cache_dir, merge=fine_tuned)
-        if options.adapters:
-            model = _attach(model, options)
+        with no_loading_bars():
+            model, processor = load_model(options.model, cache_dir=options.cache_dir, merge=fine_tuned)
+            if options.adapters:
+                model = _attach(model, options)
         return cls(model, processor, options, list(options.adapters))
 
     @property
