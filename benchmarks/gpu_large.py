@@ -43,7 +43,7 @@ from transformers import TrainerCallback
 
 from whisper_lora.audio import SAMPLE_RATE
 from whisper_lora.errors import OptionsError, WhisperLoraError
-from whisper_lora.testing import LARGE_V3, LARGE_V3_TURBO, random_model
+from whisper_lora.models.testing import LARGE_V3, LARGE_V3_TURBO, random_model
 from whisper_lora.train import train
 from whisper_lora.training.options import TrainOptions
 

@@ -76,7 +76,7 @@ def phase_validate(manifest: Path) -> dict:
 def phase_train(manifest: Path, work: Path) -> dict:
     from transformers import TrainerCallback
 
-    from whisper_lora.testing import tiny_random_model
+    from whisper_lora.models.testing import tiny_random_model
     from whisper_lora.train import train
     from whisper_lora.training.options import TrainOptions
 

@@ -50,14 +50,14 @@ def english_clips(say):
 @pytest.fixture(scope="session")
 def tiny_random():
     """A tiny random-init English-only Whisper (2+2 layers, d_model 64) and a real processor."""
-    from whisper_lora.testing import tiny_random_model
+    from whisper_lora.models.testing import tiny_random_model
 
     return tiny_random_model(multilingual=False)
 
 
 @pytest.fixture(scope="session")
 def tiny_random_multilingual():
-    from whisper_lora.testing import tiny_random_model
+    from whisper_lora.models.testing import tiny_random_model
 
     return tiny_random_model(multilingual=True)
 

@@ -134,7 +134,7 @@ def stored_kind(role: str, quantization: str) -> str:
 @pytest.fixture(scope="module")
 def models():
     """Tiny random models: English 80 mel bins, multilingual 80, English 128 (large-v3's input)."""
-    from whisper_lora.testing import tiny_random_model
+    from whisper_lora.models.testing import tiny_random_model
 
     return {"en80": tiny_random_model(), "multi80": tiny_random_model(multilingual=True, seed=1),
             "en128": tiny_random_model(num_mel_bins=128, seed=2)}
@@ -288,7 +288,7 @@ def test_the_file_has_the_usual_permissions(files):
 def test_models_whisper_cpp_cannot_hold_are_refused(tmp_path):
     import torch
 
-    from whisper_lora.testing import tiny_random_model
+    from whisper_lora.models.testing import tiny_random_model
 
     model, processor = tiny_random_model(d_model=48)  # rows of 48 values: not whole 32-value blocks
     with pytest.raises(WhisperLoraError, match="32-value blocks"):

@@ -23,7 +23,7 @@ from transformers import TrainerCallback
 
 from whisper_lora import load_model
 from whisper_lora.errors import OptionsError
-from whisper_lora.testing import LARGE_V3, LARGE_V3_TURBO, random_model, save_openai_checkpoint
+from whisper_lora.models.testing import LARGE_V3, LARGE_V3_TURBO, random_model, save_openai_checkpoint
 from whisper_lora.training.options import TrainOptions
 
 ROOT = Path(__file__).resolve().parents[1]

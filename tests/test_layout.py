@@ -85,7 +85,7 @@ def part(name: str) -> str:
     if top in ("models", "scoring", "synthetic", "corpora", "decoding", "training", "export", "shards", "streaming",
                "serve"):
         return top
-    return "front"  # train, transcribe, evaluate, demo, testing
+    return "front"  # train, transcribe, evaluate, demo
 
 
 def test_every_import_goes_down_the_layers():
@@ -133,7 +133,7 @@ MAX_LINES = 400  # past this a module holds more than one job: split it (docs/de
 
 def test_the_top_level_holds_the_front_doors_and_the_base():
     top = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
-    others = sorted(top - FRONT_DOORS - BASE - {"testing"})  # testing: the tiny model tests and benchmarks build
+    others = sorted(top - FRONT_DOORS - BASE)
     assert not others, f"move these into the subpackage of their stage: {others}"
     assert len(top) + 2 <= 14
 

@@ -119,7 +119,7 @@ def test_words_on_a_random_model_plain_and_with_lora(tiny_random, english_clips,
     from peft import LoraConfig, get_peft_model
 
     from whisper_lora.decoding.writers import open_writer
-    from whisper_lora.testing import tiny_random_model
+    from whisper_lora.models.testing import tiny_random_model
 
     model, processor = tiny_random
     path = str(english_clips[0][0])

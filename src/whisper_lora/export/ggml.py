@@ -28,9 +28,7 @@ and are checked against whisper.cpp together (over 300 lines).
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +38,7 @@ import numpy as np
 
 from ..errors import ModelLoadError, OptionsError, WhisperLoraError
 from ..fileio import atomic_path
+from ..models.names import openai_name
 
 MAGIC = 0x67676D6C  # "ggml" read as a little-endian int32
 N_FFT_BINS = 400 // 2 + 1  # whisper's 400-sample (25 ms) FFT window gives 201 frequency bins
@@ -69,40 +68,6 @@ HPARAMS = ("n_vocab", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_l
 # Tensors that stay float32 whatever the file type (whisper.cpp allocates them so).
 ALWAYS_F32 = ("encoder.conv1.bias", "encoder.conv2.bias", "encoder.positional_embedding",
               "decoder.positional_embedding")
-
-
-# ---- names: HF -> openai-whisper (whisper.cpp keeps openai's names) ----
-
-@functools.lru_cache(maxsize=1)  # on first use: openai_to_hf imports torch, the CLI need not
-def _inverse_renames():
-    """openai_to_hf's table read backwards: (HF pattern, openai replacement) pairs. Two openai
-    names map onto HF's `layer_norm.` (encoder ln_post, decoder ln); SIDE_OF says whose is whose."""
-    from ..models.openai_to_hf import NAME_RULES
-
-    inverse = []
-    for pattern, repl in NAME_RULES:
-        hf = "^" + re.escape(repl).replace(r"\\1", r"(\d+)") + ("$" if pattern.endswith("$") else "")
-        openai = pattern.strip("^$").replace(r"(\d+)", r"\1").replace(r"\.", ".")
-        inverse.append((hf, openai))
-    return inverse
-
-
-SIDE_OF = {"ln_post.": "encoder", "ln.": "decoder"}  # final layer norms: encoder.ln_post, decoder.ln
-
-
-def openai_name(hf_name: str) -> str:
-    """`model.encoder.layers.0.self_attn.q_proj.weight` -> `encoder.blocks.0.attn.query.weight`."""
-    if not hf_name.startswith(("model.encoder.", "model.decoder.")):
-        raise ValueError(f"{hf_name}: not an encoder or decoder weight")
-    side, rest = hf_name.removeprefix("model.").split(".", 1)
-    for pattern, repl in _inverse_renames():
-        if SIDE_OF.get(repl, side) != side:
-            continue
-        renamed, n = re.subn(pattern, repl, rest)
-        if n:
-            return f"{side}.{renamed}"
-    return f"{side}.{rest}"  # conv1/conv2 keep their names
-
 
 
 # ---- quantization (ggml's reference quantizers, vectorised) ----

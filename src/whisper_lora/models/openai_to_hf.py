@@ -10,48 +10,17 @@ turbo) are the checkpoint's n_mels."""
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from pathlib import Path
 
 import torch
 
 from .cache import cached_conversion, weights_key
+from .names import hf_name
 from .openai_heads import default_alignment_heads, openai_alignment_heads
 from .processor import assemble, build_processor, token_facts
 from .vocabulary import tokenizer_folder
 from ..errors import ModelLoadError
-
-# openai name -> HF name, applied to the part after "encoder."/"decoder." (export/ggml.py reads it backwards)
-NAME_RULES = [
-    (r"^blocks\.(\d+)\.attn\.query\.", r"layers.\1.self_attn.q_proj."),
-    (r"^blocks\.(\d+)\.attn\.key\.", r"layers.\1.self_attn.k_proj."),
-    (r"^blocks\.(\d+)\.attn\.value\.", r"layers.\1.self_attn.v_proj."),
-    (r"^blocks\.(\d+)\.attn\.out\.", r"layers.\1.self_attn.out_proj."),
-    (r"^blocks\.(\d+)\.attn_ln\.", r"layers.\1.self_attn_layer_norm."),
-    (r"^blocks\.(\d+)\.cross_attn\.query\.", r"layers.\1.encoder_attn.q_proj."),
-    (r"^blocks\.(\d+)\.cross_attn\.key\.", r"layers.\1.encoder_attn.k_proj."),
-    (r"^blocks\.(\d+)\.cross_attn\.value\.", r"layers.\1.encoder_attn.v_proj."),
-    (r"^blocks\.(\d+)\.cross_attn\.out\.", r"layers.\1.encoder_attn.out_proj."),
-    (r"^blocks\.(\d+)\.cross_attn_ln\.", r"layers.\1.encoder_attn_layer_norm."),
-    (r"^blocks\.(\d+)\.mlp\.0\.", r"layers.\1.fc1."),
-    (r"^blocks\.(\d+)\.mlp\.2\.", r"layers.\1.fc2."),
-    (r"^blocks\.(\d+)\.mlp_ln\.", r"layers.\1.final_layer_norm."),
-    (r"^ln_post\.", "layer_norm."),
-    (r"^ln\.", "layer_norm."),
-    (r"^token_embedding\.", "embed_tokens."),
-    (r"^positional_embedding$", "embed_positions.weight"),
-]
-
-
-def hf_name(name: str) -> str:
-    side, rest = name.split(".", 1)
-    for pattern, repl in NAME_RULES:
-        rest, n = re.subn(pattern, repl, rest)
-        if n:
-            break
-    return f"model.{side}.{rest}"
-
 
 def load_openai_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """Return (dims, HF state dict). weights_only=True: a checkpoint cannot run code on load."""

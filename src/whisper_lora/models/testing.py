@@ -15,7 +15,7 @@ def tiny_random_model(multilingual: bool = False, seed: int = 0, d_model: int = 
     import torch
     from transformers import WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor
 
-    from .models import resolve_hf_folder
+    from . import resolve_hf_folder
 
     real = resolve_hf_folder("bundled:base" if multilingual else "bundled:tiny.en")
     processor = WhisperProcessor.from_pretrained(real)
@@ -61,9 +61,9 @@ def random_model(shape: dict, seed: int = 0, **changes):
     import torch
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-    from .models.openai_heads import default_alignment_heads, openai_alignment_heads
-    from .models.processor import build_processor, generation_config, token_facts
-    from .models.vocabulary import tokenizer_folder
+    from .openai_heads import default_alignment_heads, openai_alignment_heads
+    from .processor import build_processor, generation_config, token_facts
+    from .vocabulary import tokenizer_folder
 
     values = {**shape, **changes}
     with tempfile.TemporaryDirectory(prefix="whisper-vocab-") as scratch:
@@ -90,7 +90,7 @@ def save_openai_checkpoint(model, path) -> None:
     (the tied output projection is the token embedding there, so it is not written)."""
     import torch
 
-    from .export.ggml import openai_name
+    from .names import openai_name
 
     c = model.config
     dims = dict(n_mels=c.num_mel_bins, n_vocab=c.vocab_size, n_audio_ctx=c.max_source_positions,
