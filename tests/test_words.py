@@ -58,11 +58,18 @@ def test_place_gives_each_segment_its_words_and_joins_punctuation():
     assert segments[1].start == pytest.approx(1.5)
 
 
-def test_fit_to_sound_moves_words_to_the_edges_of_their_sound():
+def _two_words():
+    """3 s of audio: a tone for word 1 at 0.5-1.0 s, for word 2 at 1.6-2.4 s, silence between."""
     sr = 16000
     audio = np.zeros(3 * sr, dtype=np.float32)
-    audio[int(0.5 * sr):int(1.0 * sr)] = 0.3 * np.sin(np.arange(int(0.5 * sr)) / 5)  # word 1: 0.5-1.0 s
-    audio[int(1.6 * sr):int(2.4 * sr)] = 0.3 * np.sin(np.arange(int(0.8 * sr)) / 5)  # word 2: 1.6-2.4 s
+    audio[int(0.5 * sr):int(1.0 * sr)] = 0.3 * np.sin(np.arange(int(0.5 * sr)) / 5)
+    audio[int(1.6 * sr):int(2.4 * sr)] = 0.3 * np.sin(np.arange(int(0.8 * sr)) / 5)
+    return audio
+
+
+def test_fit_to_sound_moves_words_to_the_edges_of_their_sound():
+    sr = 16000
+    audio = _two_words()
     given = [Segment(0.2, 2.5, "one two", (Word(0.2, 1.3, " one", 0.9), Word(1.8, 2.5, " two", 0.9)))]
     seg, = words.fit_to_sound(given, audio)
     # word 1 started in the pause (moved forward), word 2 inside its sound (moved back to its start)
@@ -77,9 +84,7 @@ def test_fit_to_sound_moves_words_to_the_edges_of_their_sound():
 
 def test_a_start_in_the_tail_of_the_word_before_moves_past_the_pause_to_its_own_sound():
     sr = 16000
-    audio = np.zeros(3 * sr, dtype=np.float32)
-    audio[int(0.5 * sr):int(1.0 * sr)] = 0.3 * np.sin(np.arange(int(0.5 * sr)) / 5)  # word 1: 0.5-1.0 s
-    audio[int(1.6 * sr):int(2.4 * sr)] = 0.3 * np.sin(np.arange(int(0.8 * sr)) / 5)  # word 2: 1.6-2.4 s
+    audio = _two_words()
     # DTW gave word 2 the end of word 1's sound and the pause: it starts where its sound does
     given = [Segment(0.5, 2.4, "one two", (Word(0.5, 0.9, " one", 0.9), Word(0.9, 2.4, " two", 0.9)))]
     seg, = words.fit_to_sound(given, audio)

@@ -360,19 +360,18 @@ def _after_pause(loud: np.ndarray, start: int, end: int, since: int) -> int:
     if start == 0 or start >= end or not (loud[start] and loud[start - 1]) or _pause_in(~loud[since:start]):
         return start
     quiet = np.flatnonzero(~loud[start:end])
-    if len(quiet) and _pause_in(~loud[start + quiet[0]:end], leading=True):
-        return start + quiet[0] + np.flatnonzero(loud[start + quiet[0]:end])[0]
+    if len(quiet):
+        pause = start + quiet[0]
+        resumes = np.flatnonzero(loud[pause:end])
+        if len(resumes) and resumes[0] >= PAUSE_SECONDS * 100:
+            return pause + resumes[0]
     return start
 
 
-def _pause_in(quiet: np.ndarray, leading: bool = False) -> bool:
-    """Whether quiet (10-ms frames) holds a run of PAUSE_SECONDS, or (leading) starts with one
-    that sound follows."""
+def _pause_in(quiet: np.ndarray) -> bool:
+    """Whether quiet (10-ms frames) holds a run of PAUSE_SECONDS."""
     edges = np.flatnonzero(np.diff(np.concatenate(([0], quiet.astype(np.int8), [0]))))
-    runs = list(zip(edges[::2], edges[1::2]))
-    if leading:
-        return bool(runs) and runs[0][0] == 0 and runs[0][1] < len(quiet) and runs[0][1] >= PAUSE_SECONDS * 100
-    return any(stop - begin >= PAUSE_SECONDS * 100 for begin, stop in runs)
+    return any(stop - begin >= PAUSE_SECONDS * 100 for begin, stop in zip(edges[::2], edges[1::2]))
 
 
 def _sound_start(loud: np.ndarray, frame: int, limit: int) -> int:
