@@ -1,6 +1,6 @@
 """Domain terms on real Dutch speech: a glossary at decoding, glossary-aware training, side by side.
 
-    python benchmarks/glossary.py [--work DIR] [--variants plain,glossary,aware,aware+glossary,beam,beam+lm,beam+lm+glossary]
+    python benchmarks/glossary.py [--work DIR] [--variants plain,glossary,aware,aware+glossary,beam,beam+glossary,beam+lm,beam+lm+glossary]
 
 Data as benchmarks/real_speech.py (the Dutch voice acting of Fish Fillets NG: 287 held-out clips,
 about 68 min to train on); its `defaults` adapter (train defaults, 3 epochs) is trained here when
@@ -18,6 +18,7 @@ Variants, each in its own process:
   aware            the glossary-aware adapter, no glossary
   aware+glossary   the glossary-aware adapter, --glossary at decoding
   beam             the defaults adapter, --beam_size 5
+  beam+glossary    the same, with --glossary (both passes beam 5)
   beam+lm          the defaults adapter, --beam_size 5 --lm: a 3-gram model of the training
                    transcripts (`whisper-lora lm build`), at the default weight and bonus (chosen on
                    the validation clips with `evaluate --lm_weight`)
@@ -47,7 +48,7 @@ from common import ROOT, emit, parse_result  # noqa: E402
 BASE = "bundled:base"
 LANGUAGE = "nl"
 DISTRACTORS = 4
-VARIANTS = ("plain", "glossary", "aware", "aware+glossary", "beam", "beam+lm", "beam+lm+glossary")
+VARIANTS = ("plain", "glossary", "aware", "aware+glossary", "beam", "beam+glossary", "beam+lm", "beam+lm+glossary")
 
 
 def data(work: Path) -> dict:
@@ -110,7 +111,7 @@ def child(variant: str, work: Path) -> None:
     if variant.endswith("glossary"):
         # the library's two passes (biasing.decode_with_glossary), step by step to keep each pass
         start = time.perf_counter()
-        terms = [glossary.select(_text(d)) for d in first]
+        terms = [glossary.select(_text(d), language=LANGUAGE) for d in first]
         todo = [i for i, t in enumerate(terms) if t]
         select_seconds = time.perf_counter() - start
         second = dict(zip(todo, backend.decode_short([audios[i] for i in todo], terms=[terms[i] for i in todo],

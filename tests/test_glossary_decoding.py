@@ -11,7 +11,7 @@ from whisper_lora.decoding.biasing import choose, glossary_terms, splice
 from whisper_lora.cli import main as cli_main
 from whisper_lora.decoding.packing import window_terms
 from whisper_lora.decoding.results import Decoded, Segment
-from whisper_lora.data.glossary import PROMPT_TOKENS, Glossary, GlossaryError, prompt_text
+from whisper_lora.data.glossary import PROMPT_TOKENS, Glossary, GlossaryError, prompt_text, sound_key
 from whisper_lora.transcribe import TranscribeOptions, Transcriber
 
 # bundled tiny.en writes "Trivenza" for the made-up name without a glossary (both backends)
@@ -79,7 +79,16 @@ def test_select_finds_misspelt_and_split_terms_and_skips_written_and_short_ones(
 
 def test_short_terms_need_a_closer_match_than_long_ones():
     g = Glossary.from_terms(["Quintus", "Barendrecht"], "test")
-    assert g.select("Kwintus Barendrekt") == ["Barendrecht"]  # 62 for the short one, 82 for the long
+    assert g.select("Kwantas Barendrekt") == ["Barendrecht"]  # 71 for the short one, 82 for the long
+
+
+def test_terms_written_as_they_sound_are_found_by_their_sound_keys():
+    g = Glossary.from_terms(["Quintus", "Ceylon", "Thijs", "Barendrecht"], "test")
+    # spelling alone: 71, 67 and 67, under the short terms' 85; as sound keys all 100
+    assert sound_key("kwintus") == sound_key("quintus") and sound_key("seilon") == sound_key("ceylon")
+    assert g.select("Kwintus voer van Seilon naar Teis", language="nl") == ["Quintus", "Ceylon", "Thijs"]
+    assert g.select("Kwintus voer van Seilon naar Teis", language="en") == ["Quintus", "Ceylon"]  # ij = ei: Dutch
+    assert sound_key("scheveningen", "nl") == "sefeningen" and sound_key("scheveningen") == "skheveningen"
 
 
 def test_window_terms_take_each_clips_best_terms_first():

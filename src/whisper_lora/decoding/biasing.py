@@ -29,10 +29,11 @@ def decode_with_glossary(backend, audios, first: list[Decoded], glossary: Glossa
     long: the audios are over 30 s (Backend.decode_long, terms per piece), else short files
     (Backend.decode_short). Files with no matching term keep their first pass and cost nothing more."""
     if long:
-        terms = [[(s.start, s.end, glossary.select(s.text)) for s in dec.segments] for dec in first]
+        terms = [[(s.start, s.end, glossary.select(s.text, language=dec.language)) for s in dec.segments]
+                 for dec in first]
         todo = [i for i, timed in enumerate(terms) if any(t for _, _, t in timed)]
     else:
-        terms = [glossary.select(" ".join(s.text for s in dec.segments)) for dec in first]
+        terms = [glossary.select(" ".join(s.text for s in dec.segments), language=dec.language) for dec in first]
         todo = [i for i, t in enumerate(terms) if t]
     if not todo:
         return list(first)
