@@ -91,9 +91,9 @@ def add_arguments(p: argparse.ArgumentParser, extended: bool = True) -> None:
 def add_glossary_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--glossary", metavar="TXT",
                    help=f"domain terms, one per line (UTF-8; thousands allowed): each file is decoded, then again "
-                        f"with the at most {MAX_TERMS} terms its text comes close to in the prompt (Whisper's prompt "
-                        "holds 223 tokens, and terms the audio does not say only distract it); the second pass's "
-                        "words are kept where they write a term")
+                        f"with the at most {MAX_TERMS} terms its text comes close to (spelt or as it sounds) in the "
+                        "prompt (Whisper's prompt holds 223 tokens, and terms the audio does not say only distract "
+                        "it); the second pass's words are kept where they write a term")
 
 
 def add_lm_arguments(p: argparse.ArgumentParser, several_weights: bool = False) -> None:

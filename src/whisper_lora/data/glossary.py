@@ -4,9 +4,9 @@ checked, and chosen per file for Whisper's prompt.
 Whisper's prompt (<|startofprev|> text, before <|startoftranscript|>) holds at most half the
 decoder's 448 positions, 223 tokens: a glossary of thousands of terms does not fit, and a long
 list of unrelated words only distracts the model. So each file (or 30-s window) gets the few
-terms it probably holds: its first-pass transcript is matched against the glossary at the
-spelling level (`select`), and the terms that come close to a word, a pair of words or a pair
-written as one (compounds the model split) are put in the prompt of a second pass.
+terms it probably holds: its first-pass transcript is matched against the glossary by spelling
+and by sound (`select`, `sound_key`), and the terms that come close to a word, a pair of words or
+a pair written as one (compounds the model split) are put in the prompt of a second pass.
 
 The prompt is the terms joined by ", " (`prompt_text`): the same format in decoding and in
 glossary-aware training (training/prompt_terms.py), so a model trained with prompts reads them the

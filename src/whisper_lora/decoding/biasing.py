@@ -2,8 +2,8 @@
 
 A glossary can hold thousands of terms; Whisper's prompt holds 223 tokens, and a list of terms
 the audio does not say only distracts the model. So every file is first decoded as usual; its
-text is matched against the glossary at the spelling level (Glossary.select: a word, a pair of
-words or a pair written as one that comes close to a term); the files that matched are decoded
+text is matched against the glossary by spelling and by sound (Glossary.select: a word, a pair
+of words or a pair written as one that comes close to a term); the files that matched are decoded
 again with those terms in the prompt (long files: each piece gets the terms heard in it).
 
 The second pass can also change words that no term is about (a prompt shifts the whole
