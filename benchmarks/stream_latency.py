@@ -242,11 +242,9 @@ def report(label: str, files: list[dict], runs: list[dict]) -> dict:
 
 
 def serve_and(model: str, work) -> object:
-    from tests.test_serve import free_port, running
+    from whisper_lora.serve import ServeOptions, serving
 
-    from whisper_lora.serve.options import ServeOptions
-
-    return running(ServeOptions(model=model, port=free_port(), max_streams=16))
+    return serving(ServeOptions(model=model, port=0, max_streams=16))
 
 
 def run_single(model: str, files: list[dict], policies: list[str]) -> list[dict]:

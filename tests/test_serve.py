@@ -7,15 +7,13 @@ against what `whisper-lora transcribe` gives for the same model and file."""
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import re
 import socket
-import threading
-import time
 
 import httpx
 import pytest
 
+from whisper_lora.serve import serving
 from whisper_lora.serve.batcher import Batcher
 
 from .adapter_helpers import make_adapter
@@ -28,29 +26,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running(options):
-    """A server on loopback for the block: its base URL."""
-    import uvicorn
-
-    from whisper_lora.serve.app import create_app
-    from whisper_lora.serve.models import ModelSet
-
-    app = create_app(ModelSet.load(options), options)
-    server = uvicorn.Server(uvicorn.Config(app, host=options.host, port=options.port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://{options.host}:{options.port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +41,7 @@ def server(adapters):
 
     options = ServeOptions(model="bundled:tiny.en", adapters={k: str(v) for k, v in adapters.items()},
                            port=free_port(), max_upload_mb=2.0)
-    with running(options) as url:
+    with serving(options) as url:
         yield url
 
 
@@ -194,7 +169,7 @@ def test_a_glossary_per_request_and_per_model_over_the_api(client, say, tmp_path
     terms = tmp_path / "terms.txt"
     terms.write_text("Trivalenza\nKilimanjaro\n", encoding="utf-8")
     options = ServeOptions(model="bundled:tiny.en", port=free_port(), glossaries={"whisper-1": str(terms)})
-    with running(options) as url:
+    with serving(options) as url:
         own = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
         assert "Trivalenza" in own.audio.transcriptions.create(model="whisper-1", file=audio).text
         # a request's own glossary replaces the model's
@@ -277,12 +252,15 @@ def test_api_key_is_required_when_set(english_clips):
     from whisper_lora.serve.options import ServeOptions
 
     path, _ = english_clips[2]
-    with running(ServeOptions(model="bundled:tiny.en", port=free_port(), api_key="s3cret")) as url:
+    with serving(ServeOptions(model="bundled:tiny.en", port=0, api_key="s3cret")) as url:  # 0: a free port
+        assert not url.endswith(":0")
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0).models.list()
         good = openai.OpenAI(base_url=f"{url}/v1", api_key="s3cret", max_retries=0)
         assert good.audio.transcriptions.create(model="whisper-1", file=path.open("rb")).text
         assert httpx.get(f"{url}/health").status_code == 200
+    with pytest.raises(httpx.ConnectError):  # the server stops with the block
+        httpx.get(f"{url}/health", timeout=5)
 
 
 def test_a_failing_request_fails_alone_in_its_batch():
@@ -342,7 +320,7 @@ def test_translation_on_a_multilingual_model(say):
     from whisper_lora.serve.options import ServeOptions
 
     german = say("Ich möchte bitte eine Tasse Kaffee mit Milch.", voice="de")
-    with running(ServeOptions(model="bundled:base", port=free_port())) as url:
+    with serving(ServeOptions(model="bundled:base", port=free_port())) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
         english = client.audio.translations.create(model="whisper-1", file=german.open("rb"),
                                                    response_format="verbose_json")
@@ -357,7 +335,7 @@ def test_a_training_output_folder_alone_is_served_merged(adapters, english_clips
     from whisper_lora.serve.options import ServeOptions
 
     path, _ = english_clips[1]
-    with running(ServeOptions(model=str(adapters["calls"]), port=free_port())) as url:
+    with serving(ServeOptions(model=str(adapters["calls"]), port=free_port())) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
         got, again = (client.audio.transcriptions.create(model="whisper-1", file=path.open("rb")).text
                       for _ in range(2))

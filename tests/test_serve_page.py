@@ -10,7 +10,9 @@ import shutil
 import pytest
 
 from .adapter_helpers import make_adapter
-from .test_serve import free_port, running, transcribe_one
+from whisper_lora.serve import serving
+
+from .test_serve import free_port, transcribe_one
 
 webdriver = pytest.importorskip("selenium.webdriver")
 
@@ -66,7 +68,7 @@ def test_the_page_transcribes_a_file_with_the_chosen_adapter(browser, tmp_path, 
 
     adapter = make_adapter(tmp_path / "calls", seed=2, scale=0.03)
     path, _ = english_clips[3]
-    with running(ServeOptions(model="bundled:tiny.en", adapters={"calls": str(adapter)}, port=free_port())) as url:
+    with serving(ServeOptions(model="bundled:tiny.en", adapters={"calls": str(adapter)}, port=free_port())) as url:
         browser.get(url + "/")
         wait = WebDriverWait(browser, 120)
         wait.until(lambda d: len(Select(d.find_element(By.ID, "model")).options) == 2)
@@ -107,7 +109,7 @@ def test_the_microphone_button_streams_live_text_to_the_page(mic_browser, tmp_pa
         return browser.execute_script("return getComputedStyle(document.querySelector(arguments[0])).color", selector)
 
     expected = set(words(LIVE_SENTENCE))
-    with running(ServeOptions(model="bundled:tiny.en", port=free_port())) as url:
+    with serving(ServeOptions(model="bundled:tiny.en", port=free_port())) as url:
         browser.get(url + "/")
         wait = WebDriverWait(browser, 90, poll_frequency=0.2)
         wait.until(lambda d: Select(d.find_element(By.ID, "model")).options)

@@ -20,7 +20,9 @@ from whisper_lora.streaming import Final, Partial, Stream, StreamOptions, TurnEn
 from whisper_lora.streaming.play import play_array
 
 from .adapter_helpers import make_adapter
-from .test_serve import free_port, running
+from whisper_lora.serve import serving
+
+from .test_serve import free_port
 
 websockets = pytest.importorskip("websockets")
 
@@ -276,7 +278,7 @@ def two_adapters(tmp_path_factory):
 def test_server_stream_gives_the_commands_final_text_with_times_in_stream_time(talk, command_events):
     from whisper_lora.serve.options import ServeOptions
 
-    with running(ServeOptions(model="bundled:tiny.en", port=free_port())) as url:
+    with serving(ServeOptions(model="bundled:tiny.en", port=free_port())) as url:
         events, code, reason = play(url, talk, query="?language=en", pace=0.7)  # slower: the server keeps up
     assert code == 1000 and events[0]["type"] == "ready" and events[-1] == {"type": "done"}
     expected = " ".join(t.event.text for t in command_events if isinstance(t.event, Final))
@@ -305,7 +307,7 @@ def test_two_streams_at_once_each_get_their_own_adapters_words(talk, two_adapter
 
     options = ServeOptions(model="bundled:tiny.en", adapters={k: str(v) for k, v in two_adapters.items()},
                            port=free_port())
-    with running(options) as url:
+    with serving(options) as url:
         async def both():
             # at a quarter of real-time pace the server keeps up with both, so each stream decodes
             # at every chunk boundary, as the command does (a server that falls behind decodes at
@@ -332,7 +334,7 @@ def test_bad_streams_are_closed_with_their_reason_and_the_others_keep_going(talk
                            max_stream_minutes=0.05, stream_idle_seconds=1.5)
     key = {"Authorization": "Bearer k"}
     short = talk[:int(2.5 * SAMPLE_RATE)]
-    with running(options) as url:
+    with serving(options) as url:
         async def scenario():
             good = asyncio.create_task(_play(url, short, headers=key, query="?language=en"))
             await asyncio.sleep(0.5)
@@ -436,7 +438,7 @@ def test_realtime_transcription_through_the_official_openai_client(talk, command
                 got.append(await asyncio.wait_for(conn.recv(), 30))
         return got
 
-    with running(ServeOptions(model="bundled:tiny.en", port=free_port(), api_key="k")) as url:
+    with serving(ServeOptions(model="bundled:tiny.en", port=free_port(), api_key="k")) as url:
         got = asyncio.run(session(url))
     kinds = [e.type for e in got]
     assert kinds.count("input_audio_buffer.speech_started") == 2 and kinds.count("input_audio_buffer.committed") == 2
@@ -478,7 +480,7 @@ def test_realtime_bad_events_get_error_events_naming_the_field_and_the_session_g
                 answers.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
             return answers
 
-    with running(ServeOptions(model="bundled:tiny.en", port=free_port())) as url:
+    with serving(ServeOptions(model="bundled:tiny.en", port=free_port())) as url:
         answers = asyncio.run(session(url))
     errors = [a["error"] for a in answers[:4]]
     assert [a["type"] for a in answers[:4]] == ["error"] * 4

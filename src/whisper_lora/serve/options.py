@@ -18,7 +18,7 @@ class ServeOptions:
     adapters: dict[str, str] = field(default_factory=dict)  # request `model` name -> adapter folder
     base_name: str = BASE_NAME  # the base model's name in requests (its spec is accepted too)
     host: str = "127.0.0.1"  # loopback unless told otherwise: the server has no TLS of its own
-    port: int = 8000
+    port: int = 8000  # 0: any free port (serving() yields the URL it got)
     api_key: str | None = None  # when set, every /v1 request needs "Authorization: Bearer KEY"
     max_upload_mb: float = 25.0  # OpenAI's own limit on an upload
     max_audio_seconds: float = 4 * 3600.0  # longer uploads are refused before decoding
@@ -41,8 +41,8 @@ class ServeOptions:
                                    "starting with a letter or digit")
         if self.base_name in self.adapters:
             raise OptionsError(f"--adapter {self.base_name}: that name is the base model's (--base_name)")
-        if not 0 < self.port < 65536:
-            raise OptionsError(f"--port {self.port}: use 1 to 65535")
+        if not 0 <= self.port < 65536:
+            raise OptionsError(f"--port {self.port}: use 1 to 65535 (0: any free port)")
         if self.max_upload_mb <= 0 or self.max_audio_seconds <= 0:
             raise OptionsError("--max_upload_mb and --max_audio_seconds must be positive")
         if self.max_batch < 1 or self.batch_wait_ms < 0:
