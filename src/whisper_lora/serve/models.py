@@ -16,6 +16,7 @@ from pathlib import Path
 from ..decoding.options import DEFAULT_TEMPERATURES, TranscribeOptions
 from ..errors import OptionsError
 from ..data.glossary import Glossary
+from ..streaming import live_options
 from .options import ALL_MODELS, ServeOptions
 
 log = logging.getLogger(__name__)
@@ -42,13 +43,10 @@ class Job:
         temperatures = tuple(t for t in DEFAULT_TEMPERATURES if t >= self.temperature) or (1.0,)
         if self.temperature not in temperatures:
             temperatures = (self.temperature, *temperatures)
-        if self.live:
-            # A stream decodes its buffer again within a second: a fallback's second decode or a
-            # packed window's check would only make its words later (benchmarks/stream_latency.py).
-            temperatures = (self.temperature,)
-        return TranscribeOptions(language=self.language, task=self.task, return_timestamps=self.timestamps,
-                                 temperatures=temperatures, pack=not self.live, device=serve.device, precision=serve.precision,
-                                 cache_dir=serve.cache_dir, word_timestamps=self.words, initial_prompt=self.prompt)
+        options = TranscribeOptions(language=self.language, task=self.task, return_timestamps=self.timestamps,
+                                    temperatures=temperatures, device=serve.device, precision=serve.precision,
+                                    cache_dir=serve.cache_dir, word_timestamps=self.words, initial_prompt=self.prompt)
+        return live_options(options) if self.live else options
 
 
 class ModelSet:

@@ -121,13 +121,11 @@ def transcribe_stream(spec: str, source: str, options, stream_options, realtime:
                       on_event: Callable[[Timed], None] | None = None) -> list:
     """`whisper-lora stream`: the events of source (an audio file, or "-": raw 16 kHz PCM on stdin)
     transcribed live by the model spec; on_event sees each as it comes."""
-    from dataclasses import replace
-
     from ..audio import load_audio
     from ..transcribe import Transcriber
+    from . import live_options
 
-    # As the server decodes a stream's buffer (serve.models.Job.live): alone, one temperature.
-    options = replace(options, return_timestamps=True, pack=False, temperatures=options.temperatures[:1])
+    options = live_options(options)
     stream = Stream(stream_options)  # its VAD is checked before the model loads
     audio = None if source == "-" else load_audio(source)
     transcriber = Transcriber.from_spec(spec, options)
