@@ -10,7 +10,6 @@ from __future__ import annotations
 from .engine import POLICIES, Final, Partial, Stream, StreamOptions, TurnEnd, event_json
 
 
-
 def live_options(options):
     """TranscribeOptions as a stream's buffer is decoded, by `whisper-lora stream` and the server
     alike: with timestamps (the buffer is cut at segment ends), alone in its window and at one
