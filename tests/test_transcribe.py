@@ -652,10 +652,12 @@ def test_int8_head_decodes_as_fp32_does_and_leaves_the_model_alone(bundled_tiny_
 
 
 @pytest.mark.slow
-def test_beam_search_sharing_the_encoder_output_writes_what_plain_beam_search_writes(english_clips, monkeypatch):
-    """decoding/hf_beams.py: cross-attention keys/values computed once per file, and only the
-    self-attention cache reordered. Against transformers' own way (a fresh cache, filled and
-    reordered per beam), in float32 so that no near tie is decided by rounding."""
+@pytest.mark.parametrize("beams", [1, 5])
+def test_decoding_on_one_cross_attention_cache_writes_what_plain_generate_writes(english_clips, monkeypatch, beams):
+    """decoding/hf_cache.py: cross-attention keys/values computed once per file for the first
+    step and the search, a file's beams attending to one copy of them, only the self-attention
+    cache reordered, no cache in generate's output. Against transformers' own way (a fresh cache,
+    filled by generate and reordered per beam), in float32 so that no near tie is decided by rounding."""
     import contextlib
 
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
@@ -663,17 +665,18 @@ def test_beam_search_sharing_the_encoder_output_writes_what_plain_beam_search_wr
     from whisper_lora.decoding import hf
 
     audios = [load_audio(p) for p, _ in english_clips[:4]]
-    options = TranscribeOptions(pack=False, precision="fp32", beam_size=5)
-    shared = [r.text for r in Transcriber.from_spec("bundled:tiny.en", options).transcribe_arrays(audios)]
+    options = TranscribeOptions(pack=False, precision="fp32", beam_size=beams, return_timestamps=True)
+    lean = Transcriber.from_spec("bundled:tiny.en", options).transcribe_arrays(audios)
     calls = []
 
-    def fresh_cache(whisper, encoder_hidden, beams):
-        calls.append(beams)
+    def fresh_cache(whisper, cross):
+        calls.append(cross)
         return EncoderDecoderCache(DynamicCache(config=whisper.config), DynamicCache(config=whisper.config))
 
-    monkeypatch.setattr(hf, "beams_share_encoder", lambda whisper: contextlib.nullcontext())
-    monkeypatch.setattr(hf, "shared_cross_cache", fresh_cache)
-    plain = [r.text for r in Transcriber.from_spec("bundled:tiny.en", options).transcribe_arrays(audios)]
-    assert calls and all(b == 5 for b in calls)
-    assert shared == plain
-    assert all(shared)
+    monkeypatch.setattr(hf, "lean_generate", lambda whisper, beams: contextlib.nullcontext())
+    monkeypatch.setattr(hf, "decoder_cache", fresh_cache)
+    plain = Transcriber.from_spec("bundled:tiny.en", options).transcribe_arrays(audios)
+    assert calls
+    assert [r.text for r in lean] == [r.text for r in plain]
+    assert [[(s.start, s.end) for s in r.segments] for r in lean] == [[(s.start, s.end) for s in r.segments] for r in plain]
+    assert all(r.text for r in lean)

@@ -25,7 +25,8 @@ and no-speech detection.
 
 One module for one job, the backend's own decoding of a batch: the encoder, the first step
 and the search share one encoder output and one cache (over 300 lines); generate's fallback
-is apart (hf_fallback.py), as are the beams (hf_beams.py) and logits processors (hf_logits.py).
+is apart (hf_fallback.py), as are the cache that spares generate its copies (hf_cache.py) and the
+logits processors (hf_logits.py).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from . import hf_fallback, long_form, vad, words
 from ..audio import N_SAMPLES, SAMPLE_RATE
 from .backend import Backend
 from .guards import verdict
-from .hf_beams import beams_share_encoder, shared_cross_cache
+from .hf_cache import cross_cache, decoder_cache, lean_generate
 from .lm_fusion import LMFusion, word_ends
 from .hf_logits import Suppress, TokenLogprobs, quiet_generate_warnings
 from .int8_head import Int8Head, build_int8_head
@@ -194,12 +195,15 @@ class HFBackend(Backend):
             return {}
         return {"language": languages, "task": self.options.task}
 
-    def _first_step(self, encoder_hidden: torch.Tensor):
-        """One decoder step on <|startoftranscript|>: (language probs or None, no-speech probs)."""
+    def _first_step(self, encoder_hidden: torch.Tensor, cross=None):
+        """One decoder step on <|startoftranscript|>: (language probs or None, no-speech probs).
+        cross: the files' cross-attention keys and values (hf_cache.cross_cache), computed here if not given."""
         batch = encoder_hidden.shape[0]
         sot = torch.full((batch, 1), self.gen.decoder_start_token_id, device=self.device)
+        cross = cross_cache(self.whisper, encoder_hidden) if cross is None else cross
         hidden = self.whisper.model.decoder(input_ids=sot, encoder_hidden_states=encoder_hidden,
-                                            use_cache=False).last_hidden_state
+                                            cache=decoder_cache(self.whisper, cross),
+                                            use_cache=True).last_hidden_state
         # The fp32 head even where decoding uses the int8 one: one step, and the language and
         # no-speech probabilities stay exact.
         logits = self._fp32_head(hidden)[:, 0].float()
@@ -233,14 +237,15 @@ class HFBackend(Backend):
         features, _ = self._features(audios)
         with self._decoding():
             encoder_hidden = self.whisper.model.encoder(features).last_hidden_state
-            lang_probs, no_speech = self._first_step(encoder_hidden)
+            cross = cross_cache(self.whisper, encoder_hidden)  # for the first step and the search
+            lang_probs, no_speech = self._first_step(encoder_hidden, cross)
         if languages is not None:
             langs = [(code, None) for code in languages]
         else:
             langs = self._settle_languages(lang_probs, len(audios))
         prompts = self._row_prompts(terms)
-        generated, avg_logprob = self._generate(encoder_hidden, [code for code, _ in langs], timestamps, prompts,
-                                                terms if prompts is not None else None)
+        generated, avg_logprob = self._generate(encoder_hidden, cross, [code for code, _ in langs], timestamps,
+                                                prompts, terms if prompts is not None else None)
         results, truncated, pieces = [], [], []
         for row, (code, prob), duration in zip(generated, langs, durations):
             tokens = [t for t in row if t != self.eos]
@@ -290,10 +295,11 @@ class HFBackend(Backend):
             dec.segments = clamped(((s.start, s.end, s.text, s.words) for s in
                                     words.place(p, timed, self.tokenizer.decode)), n / SAMPLE_RATE)
 
-    def _generate(self, encoder_hidden: torch.Tensor, languages: list[str], timestamps: bool, prompts=None,
+    def _generate(self, encoder_hidden: torch.Tensor, cross, languages: list[str], timestamps: bool, prompts=None,
                   terms=None):
-        """Greedy or beam decoding at temperature 0 on the encoder's output: (the tokens generated
-        per row, the end token included where it was reached; mean token log-probability per row).
+        """Greedy or beam decoding at temperature 0 on the encoder's output and its cross-attention
+        keys and values (hf_cache.py): (the tokens generated per row, the end token included where
+        it was reached; mean token log-probability per row).
 
         prompts: prompt ids per row (_row_prompts), or None for self.prompt_ids in every row;
         terms: the glossary terms in each row's prompt (the language model does not score them down)."""
@@ -309,10 +315,9 @@ class HFBackend(Backend):
                            self.lm_ends, terms, opts.beam_size) if self.lm is not None else None)
         # The token log-probabilities are Whisper's own, before the language model's share.
         extra = [p for p in (logprobs, fusion) if p is not None]
-        with self._decoding(), beams_share_encoder(self.whisper):
-            if opts.beam_size > 1:
-                start["cache"] = shared_cross_cache(self.whisper, encoder_hidden, opts.beam_size)
+        with self._decoding(), lean_generate(self.whisper, opts.beam_size):
             out = self.whisper.generate(
+                cache=decoder_cache(self.whisper, cross),
                 encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
                 return_timestamps=timestamps, num_beams=opts.beam_size, do_sample=False,
                 temperature=0.0, max_new_tokens=self._max_new_tokens(prompt_length), compression_ratio_threshold=None,
