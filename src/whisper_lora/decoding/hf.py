@@ -244,8 +244,8 @@ class HFBackend(Backend):
         else:
             langs = self._settle_languages(lang_probs, len(audios))
         prompts = self._row_prompts(terms)
-        generated, avg_logprob = self._generate(encoder_hidden, cross, [code for code, _ in langs], timestamps,
-                                                prompts, terms if prompts is not None else None)
+        generated, avg_logprob = self._generate(encoder_hidden, [code for code, _ in langs], timestamps, prompts,
+                                                terms if prompts is not None else None, cross)
         results, truncated, pieces = [], [], []
         for row, (code, prob), duration in zip(generated, langs, durations):
             tokens = [t for t in row if t != self.eos]
@@ -295,14 +295,14 @@ class HFBackend(Backend):
             dec.segments = clamped(((s.start, s.end, s.text, s.words) for s in
                                     words.place(p, timed, self.tokenizer.decode)), n / SAMPLE_RATE)
 
-    def _generate(self, encoder_hidden: torch.Tensor, cross, languages: list[str], timestamps: bool, prompts=None,
-                  terms=None):
-        """Greedy or beam decoding at temperature 0 on the encoder's output and its cross-attention
-        keys and values (hf_cache.py): (the tokens generated per row, the end token included where
-        it was reached; mean token log-probability per row).
+    def _generate(self, encoder_hidden: torch.Tensor, languages: list[str], timestamps: bool, prompts=None,
+                  terms=None, cross=None):
+        """Greedy or beam decoding at temperature 0 on the encoder's output: (the tokens generated
+        per row, the end token included where it was reached; mean token log-probability per row).
 
         prompts: prompt ids per row (_row_prompts), or None for self.prompt_ids in every row;
-        terms: the glossary terms in each row's prompt (the language model does not score them down)."""
+        terms: the glossary terms in each row's prompt (the language model does not score them down);
+        cross: the rows' cross-attention keys and values (hf_cache.cross_cache), computed here if not given."""
         opts = self.options
         if prompts is None:
             start = self._prompt_kwargs()
@@ -316,6 +316,7 @@ class HFBackend(Backend):
         # The token log-probabilities are Whisper's own, before the language model's share.
         extra = [p for p in (logprobs, fusion) if p is not None]
         with self._decoding(), lean_generate(self.whisper, opts.beam_size):
+            cross = cross_cache(self.whisper, encoder_hidden) if cross is None else cross
             out = self.whisper.generate(
                 cache=decoder_cache(self.whisper, cross),
                 encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
