@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import resource
 import sys
 import time
@@ -109,3 +110,18 @@ def reference_train(base: str, train_manifest, out, *, language: str | None, bat
     seen = seconds * steps * batch / max(1, len(train_set))
     return {"wall": wall, "steps": steps, "audio_seconds": seen, "model": model, "collate": collate,
             "train_set": train_set}
+
+
+def bootstrap(a: list[tuple], b: list[tuple], draws: int = 2000) -> tuple[float, float]:
+    """95% interval of WER(b) - WER(a) over clips drawn with replacement (paired). a, b: per clip,
+    (errors, reference words, ...) of the same clips decoded two ways."""
+    rng = random.Random(0)
+    k = len(a)
+    diffs = []
+    for _ in range(draws):
+        idx = [rng.randrange(k) for _ in range(k)]
+        ea, na = sum(a[i][0] for i in idx), sum(a[i][1] for i in idx)
+        eb = sum(b[i][0] for i in idx)
+        diffs.append((eb - ea) / max(na, 1))
+    diffs.sort()
+    return diffs[int(0.025 * draws)], diffs[int(0.975 * draws)]

@@ -36,14 +36,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, emit, parse_result  # noqa: E402
+from common import ROOT, bootstrap, emit, parse_result  # noqa: E402
 
 BASE = "bundled:base"
 LANGUAGE = "nl"
@@ -161,20 +160,6 @@ def clip_counts(reference: str, hypothesis: str, biased: set[str]) -> tuple[int,
 def figures(counts: list[tuple]) -> dict:
     e, n, be, bn, ue = (sum(c[k] for c in counts) for k in range(5))
     return {"wer": e / n, "b_wer": be / max(bn, 1), "u_wer": ue / max(n - bn, 1), "glossary_words": bn}
-
-
-def bootstrap(a: list[tuple], b: list[tuple], draws: int = 2000) -> tuple[float, float]:
-    """95% interval of WER(b) - WER(a) over clips drawn with replacement (paired)."""
-    rng = random.Random(0)
-    k = len(a)
-    diffs = []
-    for _ in range(draws):
-        idx = [rng.randrange(k) for _ in range(k)]
-        ea, na = sum(a[i][0] for i in idx), sum(a[i][1] for i in idx)
-        eb = sum(b[i][0] for i in idx)
-        diffs.append((eb - ea) / max(na, 1))
-    diffs.sort()
-    return diffs[int(0.025 * draws)], diffs[int(0.975 * draws)]
 
 
 def report(work: Path, results: dict) -> None:

@@ -680,3 +680,39 @@ def test_decoding_on_one_cross_attention_cache_writes_what_plain_generate_writes
     assert [r.text for r in lean] == [r.text for r in plain]
     assert [[(s.start, s.end) for s in r.segments] for r in lean] == [[(s.start, s.end) for s in r.segments] for r in plain]
     assert all(r.text for r in lean)
+
+
+@pytest.mark.parametrize("length", [0, 1, 2, 5, 12])
+def test_batch_timestamp_rules_mask_what_transformers_rules_mask(tiny_random, length):
+    """hf_logits.Timestamps against transformers' WhisperTimeStampLogitsProcessor: the same scores
+    out, on rows that end in text, in one timestamp, in a pair, with and without timestamps before,
+    and where the timestamps together outweigh the best text token and where they do not."""
+    from transformers.generation.logits_process import WhisperTimeStampLogitsProcessor
+
+    from whisper_lora.decoding.hf_logits import Timestamps
+
+    model, _ = tiny_random
+    gen = model.generation_config
+    vocab, ts, eos = model.config.vocab_size, gen.no_timestamps_token_id + 1, gen.eos_token_id
+    begin = 3
+    rng = torch.Generator().manual_seed(length)
+    rows = []
+    for r in range(24):
+        seq, stamp = [], ts + int(torch.randint(0, 20, (1,), generator=rng))
+        for _ in range(length):
+            if torch.rand(1, generator=rng) < 0.35:
+                stamp += int(torch.randint(0, 3, (1,), generator=rng))
+                seq.append(min(stamp, vocab - 1))
+            else:
+                seq.append(int(torch.randint(0, eos, (1,), generator=rng)))
+        rows.append([gen.decoder_start_token_id] * begin + seq)
+    input_ids = torch.tensor(rows, dtype=torch.long).reshape(24, begin + length)
+    scores = torch.randn(24, vocab, generator=rng) * 3
+    scores[::3, ts:] += 4  # timestamps likelier than text in some rows
+    theirs = WhisperTimeStampLogitsProcessor(gen, begin_index=begin)
+    want = theirs(input_ids, scores.clone())
+    got = Timestamps.like(theirs)(input_ids, scores.clone())
+    assert torch.equal(torch.isinf(got), torch.isinf(want))
+    assert torch.equal(got[~torch.isinf(got)], want[~torch.isinf(want)])
+    if length:
+        assert torch.isinf(want[:, :ts]).all(-1).any() and not torch.isinf(want[:, :ts]).all(-1).all()

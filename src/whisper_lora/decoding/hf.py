@@ -48,7 +48,7 @@ from .hf_cache import cross_cache, decoder_cache, lean_generate
 from .lm_fusion import LMFusion, word_ends
 from .hf_logits import Suppress, TokenLogprobs, quiet_generate_warnings
 from .int8_head import Int8Head, build_int8_head
-from ..devices import pick_device
+from ..devices import cpu_has_native_bf16, pick_device
 from ..data.glossary import prompt_text
 from ..data.lm import load as load_lm
 from .results import Decoded, Segment, clamped, pieces_to_segments, timed_pieces
@@ -93,6 +93,11 @@ class HFBackend(Backend):
         # to the token embeddings, for any training that follows.
         self._int8 = self.device == "cpu" and options.precision == "auto" and self.precision == "fp32"
         self._head, self._head_key = None, None
+        # ... and on a CPU that multiplies bf16 in hardware (AVX512-BF16, AMX) it runs the encoder
+        # under bf16 autocast: the encoder is most of a window's time (1,500 positions) and runs
+        # 1.7x faster there; the decoder stays fp32, where bf16 made its small per-step products
+        # slower. Its transcripts differ from fp32's on some files: benchmarks/encoder_precision.py.
+        self._bf16_encoder = self._int8 and cpu_has_native_bf16()
         self._fp32_head = self.whisper.proj_out
         self.prompt_ids = self._prompt(self.options)
         self.aligner = words.HFAligner(self.whisper) if self.options.word_timestamps else None
@@ -168,6 +173,19 @@ class HFBackend(Backend):
         finally:
             self.whisper.proj_out = previous
 
+    @property
+    def uses_bf16_encoder(self) -> bool:
+        """The encoder runs under bf16 autocast (precision auto on a CPU with bf16 instructions)."""
+        return self._bf16_encoder
+
+    def _encode(self, features: torch.Tensor) -> torch.Tensor:
+        """The encoder's output, in the decoder's dtype."""
+        if self._bf16_encoder:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return self.whisper.model.encoder(features).last_hidden_state.float()
+        with self._decoding():
+            return self.whisper.model.encoder(features).last_hidden_state
+
     def _int8_head(self):
         if not self._int8:
             return None
@@ -235,8 +253,8 @@ class HFBackend(Backend):
         timestamps = opts.return_timestamps if timestamps is None else timestamps
         durations = [len(a) / SAMPLE_RATE for a in audios]
         features, _ = self._features(audios)
+        encoder_hidden = self._encode(features)
         with self._decoding():
-            encoder_hidden = self.whisper.model.encoder(features).last_hidden_state
             cross = cross_cache(self.whisper, encoder_hidden)  # for the first step and the search
             lang_probs, no_speech = self._first_step(encoder_hidden, cross)
         if languages is not None:
@@ -383,8 +401,8 @@ class HFBackend(Backend):
         if self.options.language is None and self.multilingual:
             # Detect on the first 30 s, as openai-whisper does, so the probability can be reported.
             features, _ = self._features([a[:N_SAMPLES] for a in audios])
+            hidden = self._encode(features)
             with self._decoding():
-                hidden = self.whisper.model.encoder(features).last_hidden_state
                 lang_probs, _ = self._first_step(hidden)
             return self._settle_languages(lang_probs, len(audios))
         return self._settle_languages(None, len(audios))

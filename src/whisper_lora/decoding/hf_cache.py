@@ -13,6 +13,8 @@ would compute them again, and for every beam. Three more copies are avoided:
     same arithmetic on a fifth of the memory traffic;
   - generate splits its output cache per file and stacks it again before returning it (for
     callers that continue from it); we never do, so it is dropped first (no_output_cache).
+lean_generate also hands generate the timestamp rules written for whole batches
+(hf_logits.Timestamps) in place of transformers' row-by-row processor.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ import contextlib
 import torch
 from transformers import AttentionInterface
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.generation.logits_process import WhisperTimeStampLogitsProcessor
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from .hf_logits import Timestamps
 
 SHARED = "whisper_lora_shared_kv"
 
@@ -76,17 +81,23 @@ def _instance_override(whisper, name: str, value):
 
 @contextlib.contextmanager
 def lean_generate(whisper, beams: int = 1):
-    """generate() inside this block reorders only the self-attention cache, returns no cache and,
-    for beams > 1, lets a file's beams share its cross-attention keys and values."""
-    original = whisper._postprocess_outputs
+    """generate() inside this block reorders only the self-attention cache, returns no cache,
+    applies the timestamp rules batch-wise and, for beams > 1, lets a file's beams share their
+    cross-attention keys and values."""
+    original, processors = whisper._postprocess_outputs, whisper._retrieve_logit_processors
 
     def no_output_cache(seek_outputs, **kwargs):
         if not isinstance(seek_outputs, torch.Tensor) and seek_outputs.get("cache") is not None:
             seek_outputs = type(seek_outputs)(**{k: v for k, v in seek_outputs.items() if k != "cache"})
         return original(seek_outputs=seek_outputs, **kwargs)
 
+    def batch_timestamp_rules(*args, **kwargs):
+        return [Timestamps.like(p) if type(p) is WhisperTimeStampLogitsProcessor else p
+                for p in processors(*args, **kwargs) or []] or None
+
     undo = [_instance_override(whisper, "_reorder_cache", _reorder_self_attention),
-            _instance_override(whisper, "_postprocess_outputs", no_output_cache)]
+            _instance_override(whisper, "_postprocess_outputs", no_output_cache),
+            _instance_override(whisper, "_retrieve_logit_processors", batch_timestamp_rules)]
     attention = whisper.config._attn_implementation
     if beams > 1 and attention == "sdpa":
         whisper.config._attn_implementation = SHARED

@@ -125,8 +125,7 @@ def long_words(backend, audio: np.ndarray, segs, language: str) -> list[Segment]
         decoded = Decoded([], language, None)
         local = [(a - offset, b - offset, ids) for a, b, ids in group]
         features, _ = backend._features([window])
-        with backend._decoding():
-            hidden = backend.whisper.model.encoder(features).last_hidden_state
+        hidden = backend._encode(features)
         backend._add_words(hidden, [decoded], [local], [len(window)])
         out += moved(decoded.segments, offset, len(audio) / SAMPLE_RATE)
     return out
