@@ -24,7 +24,8 @@ def add_parser(subparsers):
     p.add_argument("--batch_size", type=int, default=16, help="files decoded together (default: %(default)s)")
     p.add_argument("--beam_size", type=int, default=1, help="1: greedy decoding (default); more: beam search")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                   help="arithmetic (default: auto: on a CPU fp32 with the output projection in int8, on a GPU "
+                   help="arithmetic (default: auto: on a CPU fp32 with the output projection in int8 and, "
+                        "where the CPU has bf16 instructions, the encoder in bf16; on a GPU "
                         "bf16 or fp16; fp32: float32 throughout)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
     p.add_argument("--cache_dir", default=None, help="cache of downloaded and converted models")

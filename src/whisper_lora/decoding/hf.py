@@ -25,8 +25,8 @@ and no-speech detection.
 
 One module for one job, the backend's own decoding of a batch: the encoder, the first step
 and the search share one encoder output and one cache (over 300 lines); generate's fallback
-is apart (hf_fallback.py), as are the cache that spares generate its copies (hf_cache.py) and the
-logits processors (hf_logits.py).
+is apart (hf_fallback.py), as are the cache that spares generate its copies (hf_cache.py), the
+logits processors (hf_logits.py) and the rows' prompts (hf_prompts.py).
 """
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ from ..audio import N_SAMPLES, SAMPLE_RATE
 from .backend import Backend
 from .guards import verdict
 from .hf_cache import cross_cache, decoder_cache, lean_generate
+from .hf_prompts import PromptIds
 from .lm_fusion import LMFusion, word_ends
 from .hf_logits import Suppress, TokenLogprobs, quiet_generate_warnings
 from .int8_head import Int8Head, build_int8_head
 from ..devices import cpu_has_native_bf16, pick_device
-from ..data.glossary import prompt_text
 from ..data.lm import load as load_lm
 from .results import Decoded, Segment, clamped, pieces_to_segments, timed_pieces
 from .options import TranscribeOptions
@@ -57,7 +57,7 @@ from .options import TranscribeOptions
 log = logging.getLogger(__name__)
 
 
-class HFBackend(Backend):
+class HFBackend(PromptIds, Backend):
     """Decodes 16 kHz float32 arrays with a transformers Whisper model; see the module docstring.
 
     The model is moved to the chosen device (and dtype, on a GPU) and put in eval mode: a caller
@@ -117,34 +117,8 @@ class HFBackend(Backend):
 
     # ---- helpers -------------------------------------------------------------------------------
 
-    def _prompt(self, options: TranscribeOptions, terms=()) -> list[int]:
-        """<|startofprev|> + hotwords + glossary terms + initial prompt, as token ids ([] for none):
-        at most half the decoder's positions. Terms come best first, so the last ones are dropped
-        until the prompt fits; then the latest tokens are kept (openai-whisper's and faster-whisper's rule)."""
-        terms = list(terms)
-        limit = self.whisper.config.max_target_positions // 2 - 1
-        while True:
-            texts = [t.strip() for t in (options.hotwords, prompt_text(terms), options.initial_prompt) if t and t.strip()]
-            if not texts:
-                return []
-            ids = self.tokenizer.encode(" " + " ".join(texts), add_special_tokens=False)
-            if len(ids) <= limit or len(terms) <= 1:
-                return [self.tokenizer.convert_tokens_to_ids("<|startofprev|>")] + ids[-limit:]
-            terms.pop()
-
-    def _prompt_kwargs(self, prompt_ids=None) -> dict:
-        prompt_ids = self.prompt_ids if prompt_ids is None else prompt_ids
-        return {"prompt_ids": torch.tensor(prompt_ids, device=self.device)} if prompt_ids else {}
-
-    def _row_prompts(self, terms) -> list[list[int]] | None:
-        """Each row's prompt ids for its glossary terms (terms: a list per row), or None where no
-        row has terms: then every row has the options' prompt (self.prompt_ids)."""
-        if not terms or not any(terms):
-            return None
-        return [self._prompt(self.options, t) for t in terms]
-
     def _processors(self, prompt_length: int, extra=()) -> LogitsProcessorList:
-        """Suppression processors with prebuilt masks (see Suppress), then `extra`.
+        """Suppression processors with their token columns listed once (see Suppress), then `extra`.
 
         generate() is called with suppress_tokens=None and begin_suppress_tokens=None so that
         transformers does not add its own per-step-isin versions as well."""
@@ -294,13 +268,6 @@ class HFBackend(Backend):
         """The text tokens of a transformers segment (its timestamps and special tokens dropped)."""
         return [int(t) for t in tokens if int(t) < self.eos]
 
-    def _sot(self, language: str | None) -> list[int]:
-        """<|startoftranscript|> with the language and task, as the text was decoded."""
-        if not self.multilingual:
-            return [self.gen.decoder_start_token_id]
-        return [self.gen.decoder_start_token_id, self.gen.lang_to_id[f"<|{language}|>"],
-                self.gen.task_to_id[self.options.task]]
-
     def _add_words(self, encoder_hidden, results: list[Decoded], pieces, samples: list[int]) -> None:
         """Word timestamps for each row's segments (words.py), from one teacher-forced pass."""
         rows = [(self._sot(dec.language), [t for _, _, ids in p for t in ids], n)
@@ -354,21 +321,6 @@ class HFBackend(Backend):
                 avg_logprob = torch.tensor([score - fusion.total(row, i) / _generated_length(row, self.eos)
                                             for i, (score, row) in enumerate(zip(avg_logprob.tolist(), rows))])
         return rows, avg_logprob
-
-    def _start_ids(self, prompts: list[list[int]], languages: list[str], timestamps: bool) -> dict:
-        """generate's decoder_input_ids for rows with prompts of different lengths: each row's
-        prompt and start sequence, padded on the left, with the mask that hides the padding.
-        transformers derives each row's positions from the mask, so a padded row decodes as it
-        would alone (tests/test_glossary_decoding.py)."""
-        tail = [] if timestamps else [self.gen.no_timestamps_token_id]
-        rows = [p + self._sot(code) + tail for p, code in zip(prompts, languages)]
-        width = max(map(len, rows))
-        ids = torch.full((len(rows), width), self.gen.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, row in enumerate(rows):
-            ids[r, width - len(row):] = torch.tensor(row)
-            mask[r, width - len(row):] = 1
-        return {"decoder_input_ids": ids.to(self.device), "decoder_attention_mask": mask.to(self.device)}
 
     def _max_new_tokens(self, prompt_length: int) -> int:
         """options.max_new_tokens, less what a long prompt leaves of the decoder's positions."""

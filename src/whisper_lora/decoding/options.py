@@ -58,7 +58,8 @@ class TranscribeOptions:
     # Arithmetic: auto is fp32 on every CPU (bf16 autocast did not decode faster even on CPUs with
     # AVX512-BF16, and it bends timestamps: devices.py), bf16 on CUDA GPUs that have it, fp16 on
     # other GPUs, fp32 elsewhere. auto on a CPU decodes with the output projection in int8
-    # (int8_head.py: faster, as accurate); fp32 keeps it in fp32 too. bf16 on a CPU is autocast,
+    # (int8_head.py: faster, as accurate) and, where the CPU has bf16 instructions, the encoder
+    # under bf16 autocast (hf.py); fp32 keeps everything in fp32. bf16 on a CPU is autocast,
     # many times slower where the CPU lacks bf16 instructions. fp16 on a CPU falls back to auto.
     precision: str = "auto"
     # Pack several short files into one 30-second window (see packing.py) when the language is
