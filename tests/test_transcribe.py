@@ -669,7 +669,7 @@ def test_decoding_on_one_cross_attention_cache_writes_what_plain_generate_writes
     lean = Transcriber.from_spec("bundled:tiny.en", options).transcribe_arrays(audios)
     calls = []
 
-    def fresh_cache(whisper, cross):
+    def fresh_cache(whisper, cross, beams=1):
         calls.append(cross)
         return EncoderDecoderCache(DynamicCache(config=whisper.config), DynamicCache(config=whisper.config))
 
@@ -680,6 +680,19 @@ def test_decoding_on_one_cross_attention_cache_writes_what_plain_generate_writes
     assert [r.text for r in lean] == [r.text for r in plain]
     assert [[(s.start, s.end) for s in r.segments] for r in lean] == [[(s.start, s.end) for s in r.segments] for r in plain]
     assert all(r.text for r in lean)
+
+
+@pytest.mark.slow
+def test_beam_search_on_a_model_with_eager_attention_repeats_the_cross_cache(english_clips):
+    """hf_cache.decoder_cache: where the model's attention is not SDPA (so the beams cannot share
+    one copy of a file's keys and values), they get one copy each, and the words are the same."""
+    audios = [load_audio(p) for p, _ in english_clips[:3]]
+    options = TranscribeOptions(pack=False, precision="fp32", beam_size=5)
+    sdpa = Transcriber.from_spec("bundled:tiny.en", options)
+    eager = Transcriber.from_spec("bundled:tiny.en", options)
+    eager.backend.whisper.config._attn_implementation = "eager"
+    assert [r.text for r in eager.transcribe_arrays(audios)] == [r.text for r in sdpa.transcribe_arrays(audios)]
+    assert eager.backend.whisper.config._attn_implementation == "eager"
 
 
 @pytest.mark.parametrize("length", [0, 1, 2, 5, 12])

@@ -303,7 +303,7 @@ class HFBackend(PromptIds, Backend):
         with self._decoding(), lean_generate(self.whisper, opts.beam_size):
             cross = cross_cache(self.whisper, encoder_hidden) if cross is None else cross
             out = self.whisper.generate(
-                cache=decoder_cache(self.whisper, cross),
+                cache=decoder_cache(self.whisper, cross, opts.beam_size),
                 encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
                 return_timestamps=timestamps, num_beams=opts.beam_size, do_sample=False,
                 temperature=0.0, max_new_tokens=self._max_new_tokens(prompt_length), compression_ratio_threshold=None,

@@ -43,9 +43,17 @@ def cross_cache(whisper, encoder_hidden: torch.Tensor) -> DynamicCache:
     return cross
 
 
-def decoder_cache(whisper, cross: DynamicCache) -> EncoderDecoderCache:
+def decoder_cache(whisper, cross: DynamicCache, beams: int = 1) -> EncoderDecoderCache:
     """A fresh self-attention cache beside the filled cross-attention one (marked as done, so the
-    decoder reads it and does not compute it). One cross cache serves several of these."""
+    decoder reads it and does not compute it). One cross cache serves several of these. For beam
+    search outside lean_generate's shared attention (a model loaded with another attention than
+    SDPA), each file's rows are repeated for its beams, as generate orders them."""
+    if beams > 1 and whisper.config._attn_implementation != SHARED:
+        repeated = DynamicCache(config=whisper.config)
+        for index, layer in enumerate(cross.layers):
+            repeated.update(layer.keys.repeat_interleave(beams, dim=0), layer.values.repeat_interleave(beams, dim=0),
+                            index)
+        cross = repeated
     return EncoderDecoderCache(DynamicCache(config=whisper.config), cross)
 
 
