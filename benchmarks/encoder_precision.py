@@ -9,8 +9,8 @@ backend's encoder under bf16 autocast and keeps the decoder in fp32 with its int
 defaults: batch 16, packed short files, greedy): the demo data set's short clips (test.json, then
 train.json rows; the voice tiny.en gets wrong), its other voice (test_other_voice.json) and the
 long file (long.json, cropped at a sentence end). Per set and model: seconds, WER, how many files
-differ, and the paired bootstrap 95% interval of WER(bf16) - WER(fp32) over the files (for the
-long file, over its sentences' 30-s pieces is not possible: one file, shown without interval).
+differ, and the paired bootstrap 95% interval of WER(bf16) - WER(fp32) over the files (the long
+file is one file: no interval).
 Where the CPU has no bf16 instructions it says so and stops: bf16 is emulated there and slow.
 """
 

@@ -39,7 +39,7 @@ class Suppress(LogitsProcessor):
 
     Replaces transformers' SuppressTokens / SuppressTokensAtBegin processors, which rebuild the
     mask with torch.isin over the whole vocabulary at every step: measured here, that cost as
-    much as a decoder step of tiny.en. The mask is built once."""
+    much as a decoder step of tiny.en. The suppressed columns are listed once."""
 
     def __init__(self, tokens, vocab_size: int, begin_index: int | None = None):
         # the columns to fill, not a vocabulary-wide mask: a masked_fill over every row and token
