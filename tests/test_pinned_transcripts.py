@@ -27,11 +27,13 @@ GREEDY = ["The quick round-fark stump over the lazy nog.",
 # one file per window: the fourth clip hears less context than packed
 ALONE = GREEDY[:3] + ["I will die, Kaka, and coffee."] + GREEDY[4:]
 ALONE_ENDS = [2.84, 2.5, 1.8, 1.6, 2.16, 2.56]
-BEAM = ["The quick brown fox jumped over the lazy dog.",
+# beam 5 in fp32: beam search is where a near tie shows first (with the int8 output head two of
+# these six come out otherwise); fp32 leaves the fewest ties to how a CPU rounds
+BEAM = ["The quick brown fox jumped over the lazy nog.",
         "Please call me back when you get home to hide.",
         "But wherever is very nice today.",
         "I would like a cup and coffee.",
-        "We will meet at the station at high the clock.",
+        "We will meet at the station at either clock.",
         "She opened the window to let in some fresh air."]
 
 pytestmark = pytest.mark.slow
@@ -52,7 +54,7 @@ def exact(options: TranscribeOptions) -> Transcriber:
 @pytest.mark.parametrize("options, want", [
     (TranscribeOptions(), GREEDY),  # the defaults: packed, int8 output head
     (TranscribeOptions(precision="fp32", pack=False), GREEDY),
-    (TranscribeOptions(beam_size=5), BEAM),
+    (TranscribeOptions(beam_size=5, precision="fp32"), BEAM),
 ], ids=["defaults", "fp32-alone", "beam5"])
 def test_transcripts_are_the_pinned_ones(clips, options, want):
     assert [r.text for r in exact(options).transcribe_arrays(clips)] == want
