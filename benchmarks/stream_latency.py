@@ -19,8 +19,11 @@ up with the whole file's (difflib on normalised words):
   - partial delay: when the word first showed (in a partial or a final) at its place;
   - WER of the final text and of the whole-file text against the reference transcripts;
   - repeats: a final that starts with the words the one before it ended with (a word said twice);
-    lost: whole-file words missing from the stream's text where the stream has nothing instead.
+    lost: whole-file words missing from the stream's text where the stream has nothing instead;
+  - the paired bootstrap 95% interval of WER(stream) - WER(whole) over the files.
 --concurrent N plays N streams at once (the files shared out), decoded in batches across streams.
+--simulate runs the engine alone on a virtual clock (each decode moves it by its measured time),
+as fast as the CPU decodes: for trying policies; the table's rows come from real-time runs.
 --hour streams one file looped for 60 minutes of audio through the engine as fast as it decodes
 (the pace does not change what is decoded per chunk), printing RSS and the decode time per chunk.
 """
@@ -40,7 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import peak_rss_mb  # noqa: E402
+from benchmarks.common import bootstrap, peak_rss_mb  # noqa: E402
 
 SR = 16000
 TAIL = 2.0  # quiet after each file
@@ -141,6 +144,8 @@ def key(word: str) -> str:
     return re.sub(r"[^\w']", "", word.lower())
 
 
+PRECISION = "auto"  # --precision
+SHOW = False  # --show
 CHUNK = 1.0  # --chunk
 AGREE = 2  # --agree
 
@@ -210,12 +215,16 @@ def measure(run: dict) -> dict:
             "said": len(said), "text": text}
 
 
+def key_words(text: str) -> list[str]:
+    return [k for k in map(key, text.split()) if k]
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
 def report(label: str, files: list[dict], runs: list[dict]) -> dict:
-    from whisper_lora.scoring.metrics import error_rates
+    from whisper_lora.scoring.metrics import error_rates, utterance_errors
 
     measured = [measure(r) for r in runs]
     by_language: dict[str, tuple[list, list, list]] = {}
@@ -232,8 +241,17 @@ def report(label: str, files: list[dict], runs: list[dict]) -> dict:
     for language, (refs, whole, stream) in sorted(by_language.items()):
         row[f"wer_whole_{language}"] = 100 * error_rates(refs, whole, language).wer
         row[f"wer_stream_{language}"] = 100 * error_rates(refs, stream, language).wer
+        # Paired over files: is the stream's WER above the whole file's by more than chance?
+        per = [[(s.words.errors, s.words.reference_length) for s in
+                (utterance_errors(r, h, language) for r, h in zip(refs, hyps))] for hyps in (whole, stream)]
+        row[f"interval_{language}"] = tuple(100 * x for x in bootstrap(*per))
+    if SHOW:
+        for f, m in zip(files, measured):
+            if key_words(m["text"]) != key_words(f["whole"]):
+                print(f"  {f['name']}\n    whole:  {f['whole'].strip()}\n    stream: {m['text']}", flush=True)
     wers = "  ".join(f"{lang}: stream {row[f'wer_stream_{lang}']:.1f}% / whole {row[f'wer_whole_{lang}']:.1f}% "
-                     f"({row[f'wer_stream_{lang}'] / max(row[f'wer_whole_{lang}'], 1e-9):.2f}x)"
+                     f"({row[f'wer_stream_{lang}'] / max(row[f'wer_whole_{lang}'], 1e-9):.2f}x, stream - whole "
+                     f"{row[f'interval_{lang}'][0]:+.1f} .. {row[f'interval_{lang}'][1]:+.1f} points)"
                      for lang in sorted(by_language))
     print(f"{label}: {row['files']} files, {row['audio_s']} s | final delay p50 {row['final_p50']:.2f} s, "
           f"p95 {row['final_p95']:.2f} s | partial p50 {row['partial_p50']:.2f} s, p95 {row['partial_p95']:.2f} s | "
@@ -244,7 +262,7 @@ def report(label: str, files: list[dict], runs: list[dict]) -> dict:
 def serve_and(model: str, work) -> object:
     from whisper_lora.serve import ServeOptions, serving
 
-    return serving(ServeOptions(model=model, port=0, max_streams=16))
+    return serving(ServeOptions(model=model, port=0, max_streams=16, precision=PRECISION))
 
 
 def run_single(model: str, files: list[dict], policies: list[str]) -> list[dict]:
@@ -253,6 +271,51 @@ def run_single(model: str, files: list[dict], policies: list[str]) -> list[dict]
         for policy in policies:
             runs = [asyncio.run(play(url, f, policy)) for f in files]
             rows.append(report(f"{model} {policy}, chunk {CHUNK:g} s, agree {AGREE}, 1 stream", files, runs))
+    return rows
+
+
+def simulate(transcriber, f: dict, policy: str) -> dict:
+    """One file through the engine on a virtual clock: audio arrives at real-time pace, and each
+    decode (with the VAD of take()) moves the clock by its measured time. The events and their
+    arrival times are what a caller that decodes alone would see, without waiting for the audio."""
+    from whisper_lora.streaming import Stream, StreamOptions, event_json
+
+    stream = Stream(StreamOptions(policy=policy, chunk=CHUNK, agree=AGREE))
+    audio, step = f["audio"], int(CHUNK * SR)
+    now, events = 0.0, []
+    while not stream.done:
+        arrived = min(len(audio), int(now * SR))
+        stream.append(audio[stream.received:arrived])
+        if arrived >= len(audio) and not stream.finished:
+            stream.finish()
+        t = time.perf_counter()
+        buffer = stream.take()
+        if buffer is None:
+            if stream.finished:
+                break
+            now = max(now, min((arrived // step + 1) * step, len(audio)) / SR)
+            continue
+        result = stream.update(transcriber.transcribe_arrays([buffer], context=[stream.context])[0].segments)
+        now += time.perf_counter() - t
+        events += [{**event_json(e), "at": now} for e in result]
+    return {"file": f, "events": events}
+
+
+def run_simulated(model: str, files: list[dict], policies: list[str]) -> list[dict]:
+    from whisper_lora.decoding.options import TranscribeOptions
+    from whisper_lora.streaming import live_options
+    from whisper_lora.transcribe import Transcriber
+
+    rows = []
+    for policy in policies:
+        runs = []
+        for language in sorted({f["language"] for f in files}):
+            transcriber = Transcriber.from_spec(model, live_options(TranscribeOptions(language=language,
+                                                                                       precision=PRECISION)))
+            runs += [simulate(transcriber, f, policy) for f in files if f["language"] == language]
+        by_name = {r["file"]["name"]: r for r in runs}
+        rows.append(report(f"{model} {policy}, chunk {CHUNK:g} s, agree {AGREE}, simulated clock", files,
+                           [by_name[f["name"]] for f in files]))
     return rows
 
 
@@ -307,7 +370,7 @@ def run_hour(model: str, files: list[dict], minutes: float) -> None:
 
     def decode(buffer):
         t = time.perf_counter()
-        segments = transcriber.transcribe_arrays([buffer])[0].segments
+        segments = transcriber.transcribe_arrays([buffer], context=[stream.context])[0].segments
         decodes.append((stream.received / SR / 60, time.perf_counter() - t, len(buffer) / SR))
         if not rss or decodes[-1][0] - rss[-1][0] >= 5:
             rss.append((decodes[-1][0], rss_mb()))
@@ -344,10 +407,21 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=0, help="also play this many streams at once")
     parser.add_argument("--hour", action="store_true", help="only the hour-long looped stream")
     parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--precision", default="auto", help="the streams' decoding precision (auto, fp32, ...)")
+    parser.add_argument("--hold", type=float, help="try another engine.HOLD (seconds)")
+    parser.add_argument("--min_context", type=float, help="try another engine.MIN_CONTEXT (seconds)")
+    parser.add_argument("--show", action="store_true", help="print each file whose stream text differs from its whole text")
+    parser.add_argument("--simulate", action="store_true",
+                        help="no server, no waiting: the engine on a virtual clock (for trying policies quickly)")
     parser.add_argument("--work", default="/tmp/stream-bench")
     args = parser.parse_args()
-    global CHUNK, AGREE
-    CHUNK, AGREE = args.chunk, args.agree
+    global CHUNK, AGREE, PRECISION, SHOW
+    CHUNK, AGREE, PRECISION, SHOW = args.chunk, args.agree, args.precision, args.show
+    from whisper_lora.streaming import engine
+
+    engine.HOLD = engine.HOLD if args.hold is None else args.hold
+    engine.MIN_CONTEXT = engine.MIN_CONTEXT if args.min_context is None else args.min_context
+    print(f"engine HOLD {engine.HOLD} s, MIN_CONTEXT {engine.MIN_CONTEXT} s", flush=True)
     import logging
 
     logging.disable(logging.WARNING)
@@ -364,7 +438,9 @@ def main() -> None:
         t = time.monotonic()
         whole_file_words(model, files)
         print(f"{model}: whole-file transcription of {len(files)} files in {time.monotonic() - t:.0f} s", flush=True)
-        if args.concurrent:
+        if args.simulate:
+            run_simulated(model, files, args.policies.split(","))
+        elif args.concurrent:
             run_concurrent(model, files, args.concurrent, args.policies.split(",")[0])
         else:
             run_single(model, files, args.policies.split(","))
