@@ -101,10 +101,13 @@ class ModelSet:
             return self.options.base_name
         return name if name in self.adapters else None
 
-    def transcribe(self, job: Job, audios: list, names: list[str]) -> list:
-        """FileResults for audios (16 kHz float32 arrays), decoded together with job's model."""
+    def transcribe(self, job: Job, audios: list, names: list[str], contexts: list | None = None) -> list:
+        """FileResults for audios (16 kHz float32 arrays), decoded together with job's model;
+        contexts: the text said before each (live streams), or None."""
+        contexts = contexts if contexts and any(contexts) else None
         with self._active(job.model):
-            return self._transcriber(replace(job, glossary=None)).transcribe_arrays(audios, names, job.glossary)
+            return self._transcriber(replace(job, glossary=None)).transcribe_arrays(audios, names, job.glossary,
+                                                                                      contexts)
 
     @contextlib.contextmanager
     def _active(self, name: str):

@@ -145,7 +145,8 @@ class Live:
                 if audio is None:
                     continue
                 try:
-                    result = await asyncio.wrap_future(self.batcher.submit(self.job, audio, name))
+                    result = await asyncio.wrap_future(self.batcher.submit(self.job, audio, name,
+                                                                          self.stream.context))
                 except Exception:  # noqa: BLE001 - logged by the batcher
                     raise Closed(1011, "the server failed to decode this stream") from None
                 for event in self.stream.update(result.segments):
