@@ -268,7 +268,7 @@ def test_a_failing_request_fails_alone_in_its_batch():
     bad one gets the error."""
     calls = []
 
-    def decode(job, audios, names, contexts):
+    def decode(job, audios, names):
         calls.append(list(names))
         if "bad" in names:
             raise ValueError("cannot decode bad")
@@ -285,15 +285,13 @@ def test_a_failing_request_fails_alone_in_its_batch():
         batcher.close()
 
 
-def test_batches_are_split_by_job_and_each_request_keeps_its_context():
+def test_batches_are_split_by_job():
     seen = []
-    batcher = Batcher(lambda job, audios, names, contexts: seen.append((job, names, contexts)) or names,
-                      max_batch=8, wait=0.2)
+    batcher = Batcher(lambda job, audios, names: seen.append((job, names)) or names, max_batch=8, wait=0.2)
     try:
-        futures = [batcher.submit(job, None, name, context) for job, name, context in
-                   [("x", "1", "said before 1"), ("y", "2", None), ("x", "3", None)]]
+        futures = [batcher.submit(job, None, name) for job, name in [("x", "1"), ("y", "2"), ("x", "3")]]
         assert [f.result(5) for f in futures] == ["1", "2", "3"]
-        assert sorted(seen, key=str) == [("x", ["1", "3"], ["said before 1", None]), ("y", ["2"], [None])]
+        assert sorted(seen) == [("x", ["1", "3"]), ("y", ["2"])]
     finally:
         batcher.close()
 

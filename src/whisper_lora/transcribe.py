@@ -111,15 +111,13 @@ class Transcriber:
             return _result(path, duration, self._silent())
         return _result(path, duration, self._drop_quiet_segments(audio, self._decode([audio], duration > LONG_SECONDS)[0]))
 
-    def _decode(self, audios: list[np.ndarray], long: bool, glossary: Glossary | None = None,
-                context=None) -> list[Decoded]:
-        """Short (<= 30 s) or long audio decoded, twice where a glossary's terms are heard.
-        context: the text said before each short audio (see transcribe_arrays), or None."""
-        decoded = self.backend.decode_long(audios) if long else self.backend.decode_short(audios, context=context)
+    def _decode(self, audios: list[np.ndarray], long: bool, glossary: Glossary | None = None) -> list[Decoded]:
+        """Short (<= 30 s) or long audio decoded, twice where a glossary's terms are heard."""
+        decoded = (self.backend.decode_long if long else self.backend.decode_short)(audios)
         glossary = glossary or self.glossary
         if glossary is None:
             return decoded
-        return decode_with_glossary(self.backend, audios, decoded, glossary, long, None if long else context)
+        return decode_with_glossary(self.backend, audios, decoded, glossary, long)
 
     def _silent(self) -> Decoded:
         return Decoded([], self.options.language, None)
@@ -145,19 +143,16 @@ class Transcriber:
         return Decoded(kept, decoded.language, decoded.language_probability)
 
     def transcribe_arrays(self, audios: list[np.ndarray], names: list[str] | None = None,
-                          glossary: Glossary | None = None, context: list[str | None] | None = None) -> list[FileResult]:
+                          glossary: Glossary | None = None) -> list[FileResult]:
         """Mono float32 16 kHz arrays (any lengths) -> FileResults in the same order, decoded
         together as transcribe_files decodes files: short ones packed and batched. glossary:
-        instead of the Transcriber's (a server's request field), checked against the model.
-        context: per array, the text said just before it (a live stream's earlier turns), put in
-        its prompt after the initial prompt as openai-whisper's condition_on_previous_text does;
-        such arrays are not packed. Arrays over 30 s are decoded without it."""
+        instead of the Transcriber's (a server's request field), checked against the model."""
         names = names or [f"<array {i}>" for i in range(len(audios))]
         files = [(i, name, np.asarray(audio, dtype=np.float32)) for i, (name, audio) in
                  enumerate(zip(names, audios, strict=True))]
         if glossary is not None:
             self.check_glossary(glossary)
-        done = dict(self._transcribe_read(files, glossary, context))
+        done = dict(self._transcribe_read(files, glossary))
         return [done[i] for i in range(len(files))]
 
     def transcribe_files(self, paths: Iterable[str | os.PathLike]) -> Iterator[FileResult]:
@@ -189,7 +184,7 @@ class Transcriber:
         if files:
             yield files
 
-    def _transcribe_read(self, files, glossary: Glossary | None = None, context=None):
+    def _transcribe_read(self, files, glossary: Glossary | None = None):
         """Yield (index, FileResult) for every file read ahead (_read_ahead); errors first, then batches."""
         short, long = [], []
         for index, path, audio in files:
@@ -208,8 +203,7 @@ class Transcriber:
             group.sort(key=lambda item: -len(item[2]))
             for start in range(0, len(group), size):
                 batch = group[start:start + size]
-                said = None if context is None or is_long else [context[index] for index, _, _ in batch]
-                decoded = self._decode([audio for _, _, audio in batch], is_long, glossary, said)
+                decoded = self._decode([audio for _, _, audio in batch], is_long, glossary)
                 for (index, path, audio), dec in zip(batch, decoded):
                     yield index, _result(path, len(audio) / SAMPLE_RATE, self._drop_quiet_segments(audio, dec))
 

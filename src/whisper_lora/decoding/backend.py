@@ -22,8 +22,7 @@ class Backend:
     multilingual: bool  # the model detects languages and translates; False: English-only
 
     def decode_batch(self, audios: list[np.ndarray], timestamps: bool | None = None, retry: bool = True,
-                     languages: list[str] | None = None, terms=None,
-                     context=None) -> tuple[list[Decoded], list[bool]]:
+                     languages: list[str] | None = None, terms=None) -> tuple[list[Decoded], list[bool]]:
         """Audio of at most 30 s each, decoded together as one batch: (Decoded per audio, trouble per audio).
 
         timestamps: timed segments, or one segment over the whole audio; None: options.return_timestamps.
@@ -32,9 +31,7 @@ class Backend:
         loop, unreliable, or cut off at the length limit). With retry such audio is decoded again
         with temperature fallback and trouble is all False; without, the caller decides (packing
         does: a window in trouble is not trusted). terms: glossary terms per audio (a list each,
-        best first) put in its prompt after options.hotwords; None or empty lists: none. context:
-        per audio, the text said just before it (a live stream's earlier turns) put in its prompt
-        after options.initial_prompt, or None."""
+        best first) put in its prompt after options.hotwords; None or empty lists: none."""
         raise NotImplementedError
 
     def decode_long(self, audios: list[np.ndarray], terms=None) -> list[Decoded]:
@@ -57,10 +54,8 @@ class Backend:
         """How many short files decode_short should get at once: a batch, or a batch of windows."""
         return self.options.batch_size * (packing.PACK_FACTOR if self.packing else 1)
 
-    def decode_short(self, audios: list[np.ndarray], terms=None, pack: bool | None = None,
-                     context=None) -> list[Decoded]:
+    def decode_short(self, audios: list[np.ndarray], terms=None, pack: bool | None = None) -> list[Decoded]:
         """Audio of at most 30 s each (any number of files): batch_size at a time, or packed
-        (pack None: as self.packing). terms: glossary terms per audio (best first), or None;
-        context: the text said before each audio, or None (audio with a context is not packed)."""
+        (pack None: as self.packing). terms: glossary terms per audio (best first), or None."""
         return packing.decode_short(audios, self.decode_batch, self.options, self.packing if pack is None else pack,
-                                    terms, context)
+                                    terms)

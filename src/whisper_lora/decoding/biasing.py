@@ -23,13 +23,11 @@ from .results import Decoded, Segment
 from ..data.glossary import Glossary, normalize
 
 
-def decode_with_glossary(backend, audios, first: list[Decoded], glossary: Glossary, long: bool,
-                         context=None) -> list[Decoded]:
+def decode_with_glossary(backend, audios, first: list[Decoded], glossary: Glossary, long: bool) -> list[Decoded]:
     """`first` (each audio's first-pass Decoded) improved by a second pass with each file's terms.
 
     long: the audios are over 30 s (Backend.decode_long, terms per piece), else short files
-    (Backend.decode_short; context: the text said before each, as in the first pass, or None).
-    Files with no matching term keep their first pass and cost nothing more."""
+    (Backend.decode_short). Files with no matching term keep their first pass and cost nothing more."""
     if long:
         terms = [[(s.start, s.end, glossary.select(s.text, language=dec.language)) for s in dec.segments]
                  for dec in first]
@@ -40,12 +38,10 @@ def decode_with_glossary(backend, audios, first: list[Decoded], glossary: Glossa
     if not todo:
         return list(first)
     audios, terms = [audios[i] for i in todo], [terms[i] for i in todo]
-    context = None if context is None else [context[i] for i in todo]
     # Short files one to a window: a window of several clips whose prompt lists their terms came
     # back as one segment over all of them (29 of 29 windows in doubt on the Dutch set), so
     # packing would only add a failed pass.
-    second = backend.decode_long(audios, terms=terms) if long else backend.decode_short(audios, terms=terms, pack=False,
-                                                                                          context=context)
+    second = backend.decode_long(audios, terms=terms) if long else backend.decode_short(audios, terms=terms, pack=False)
     out = list(first)
     for i, dec in zip(todo, second):
         out[i] = choose(first[i], dec, glossary)

@@ -103,8 +103,7 @@ class CT2Backend(Backend):
                          for a in audios])
 
     def decode_batch(self, audios: list[np.ndarray], timestamps: bool | None = None, retry: bool = True,
-                     languages: list[str] | None = None, terms=None,
-                     context=None) -> tuple[list[Decoded], list[bool]]:
+                     languages: list[str] | None = None, terms=None) -> tuple[list[Decoded], list[bool]]:
         """One batch: (Decoded per audio, trouble per audio); see Backend.decode_batch. The files
         in trouble are decoded again, one by one, by faster-whisper's own fallback (_sequential)."""
         from faster_whisper.transcribe import get_suppressed_tokens
@@ -121,9 +120,7 @@ class CT2Backend(Backend):
         else:
             langs = [(opts.language or "en", None)] * len(audios)
         terms = terms or [()] * len(audios)
-        context = context or [None] * len(audios)
-        prompts = [self._prompt(self._tokenizer(code), timestamps, row, said)
-                   for (code, _), row, said in zip(langs, terms, context)]
+        prompts = [self._prompt(self._tokenizer(code), timestamps, row) for (code, _), row in zip(langs, terms)]
         tokenizer = self._tokenizer(langs[0][0])  # the language only changes the prompt
         results, limits = [None] * len(audios), [0] * len(audios)
         # CTranslate2 needs <|startoftranscript|> at the same place in every row of a call: rows
@@ -157,13 +154,11 @@ class CT2Backend(Backend):
             decoded[i] = self._sequential(audios[i], decoded[i].language, decoded[i].language_probability, terms[i])
         return decoded, [False] * len(audios)
 
-    def _prompt(self, tokenizer, timestamps: bool, terms=(), context: str | None = None) -> list[int]:
+    def _prompt(self, tokenizer, timestamps: bool, terms=()) -> list[int]:
         """faster-whisper's prompt: hotwords (with the glossary terms after them, best first:
-        faster-whisper keeps the first tokens that fit), then the initial prompt and the context
-        (the text said just before) before the start sequence."""
+        faster-whisper keeps the first tokens that fit) and the initial prompt before the start sequence."""
         opts = self.options
-        said = " ".join(t.strip() for t in (opts.initial_prompt, context) if t and t.strip())
-        previous = tokenizer.encode(" " + said) if said else []
+        previous = tokenizer.encode(" " + opts.initial_prompt.strip()) if opts.initial_prompt else []
         return self.model.get_prompt(tokenizer, previous, without_timestamps=not timestamps,
                                      hotwords=self._hotwords(terms))
 

@@ -219,8 +219,7 @@ class HFBackend(PromptIds, Backend):
 
     @torch.inference_mode()
     def decode_batch(self, audios: list[np.ndarray], timestamps: bool | None = None, retry: bool = True,
-                     languages: list[str] | None = None, terms=None,
-                     context=None) -> tuple[list[Decoded], list[bool]]:
+                     languages: list[str] | None = None, terms=None) -> tuple[list[Decoded], list[bool]]:
         """One batch: (Decoded per audio, trouble per audio); see Backend.decode_batch. The encoder
         runs once, for the first step (language, no-speech) and the decoding; only the files in
         trouble go through transformers' own fallback (hf_fallback.py)."""
@@ -236,7 +235,7 @@ class HFBackend(PromptIds, Backend):
             langs = [(code, None) for code in languages]
         else:
             langs = self._settle_languages(lang_probs, len(audios))
-        prompts = self._row_prompts(terms, context)
+        prompts = self._row_prompts(terms)
         generated, avg_logprob = self._generate(encoder_hidden, [code for code, _ in langs], timestamps, prompts,
                                                 terms if prompts is not None else None, cross)
         results, truncated, pieces = [], [], []

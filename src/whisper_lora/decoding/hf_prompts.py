@@ -13,16 +13,14 @@ from .options import TranscribeOptions
 class PromptIds:
     """HFBackend's prompt methods (self.whisper, tokenizer, gen, multilingual, device, options, prompt_ids)."""
 
-    def _prompt(self, options: TranscribeOptions, terms=(), context: str | None = None) -> list[int]:
-        """<|startofprev|> + hotwords + glossary terms + initial prompt + context (the text said
-        just before), as token ids ([] for none): at most half the decoder's positions. Terms come
-        best first, so the last ones are dropped until the prompt fits; then the latest tokens are
-        kept (openai-whisper's and faster-whisper's rule)."""
+    def _prompt(self, options: TranscribeOptions, terms=()) -> list[int]:
+        """<|startofprev|> + hotwords + glossary terms + initial prompt, as token ids ([] for none):
+        at most half the decoder's positions. Terms come best first, so the last ones are dropped
+        until the prompt fits; then the latest tokens are kept (openai-whisper's and faster-whisper's rule)."""
         terms = list(terms)
         limit = self.whisper.config.max_target_positions // 2 - 1
         while True:
-            texts = [t.strip() for t in (options.hotwords, prompt_text(terms), options.initial_prompt, context)
-                     if t and t.strip()]
+            texts = [t.strip() for t in (options.hotwords, prompt_text(terms), options.initial_prompt) if t and t.strip()]
             if not texts:
                 return []
             ids = self.tokenizer.encode(" " + " ".join(texts), add_special_tokens=False)
@@ -34,14 +32,12 @@ class PromptIds:
         prompt_ids = self.prompt_ids if prompt_ids is None else prompt_ids
         return {"prompt_ids": torch.tensor(prompt_ids, device=self.device)} if prompt_ids else {}
 
-    def _row_prompts(self, terms, context=None) -> list[list[int]] | None:
-        """Each row's prompt ids for its glossary terms and context (each a list per row, or None),
-        or None where no row has either: then every row has the options' prompt (self.prompt_ids)."""
-        if not (terms and any(terms)) and not (context and any(context)):
+    def _row_prompts(self, terms) -> list[list[int]] | None:
+        """Each row's prompt ids for its glossary terms (terms: a list per row), or None where no
+        row has terms: then every row has the options' prompt (self.prompt_ids)."""
+        if not terms or not any(terms):
             return None
-        rows = len(terms) if terms else len(context)
-        return [self._prompt(self.options, terms[r] if terms else (), context[r] if context else None)
-                for r in range(rows)]
+        return [self._prompt(self.options, t) for t in terms]
 
     def _sot(self, language: str | None) -> list[int]:
         """<|startoftranscript|> with the language and task, as the text was decoded."""

@@ -159,16 +159,14 @@ def _same_words(a: str, b: str) -> bool:
     return shared >= SAME_WORDS_MIN and shared >= SAME_WORDS_SHARE * min(len(wa), len(wb))
 
 
-def decode_short(audios: list[np.ndarray], decode_batch, options, packing: bool, terms=None,
-                 context=None) -> list[Decoded]:
+def decode_short(audios: list[np.ndarray], decode_batch, options, packing: bool, terms=None) -> list[Decoded]:
     """Backend.decode_short: short audio in batches of batch_size, or packed into windows when
     `packing` (Backend.packing); decode_batch as for decode_packed. Quiet audio (guards.is_quiet),
     and with options.vad audio where Silero VAD hears no speech (music, noise), is not decoded at
     all: its text is empty, as when transcribe reads a quiet file. Audio with speech decodes whole.
 
     terms: glossary terms per audio for its prompt (best first), or None; a packed window's
-    prompt holds the terms of all its clips (window_terms). context: the text said before each
-    audio, for its own prompt, or None; audio with a context is decoded alone in its window."""
+    prompt holds the terms of all its clips (window_terms)."""
     results: list[Decoded | None] = [None] * len(audios)
     todo = []
     for i, audio in enumerate(audios):
@@ -177,14 +175,13 @@ def decode_short(audios: list[np.ndarray], decode_batch, options, packing: bool,
         else:
             todo.append(i)
     todo_terms = None if terms is None else [terms[i] for i in todo]
-    if packing and len(todo) > 1 and context is None:
+    if packing and len(todo) > 1:
         decoded = decode_packed([audios[i] for i in todo], decode_batch, options, todo_terms)
     else:
         decoded = []
         for start in range(0, len(todo), options.batch_size):
             idx = todo[start:start + options.batch_size]
-            extra = {} if context is None else {"context": [context[i] for i in idx]}
-            decoded += decode_batch([audios[i] for i in idx], **_terms_of(terms, [[i] for i in idx]), **extra)[0]
+            decoded += decode_batch([audios[i] for i in idx], **_terms_of(terms, [[i] for i in idx]))[0]
     for i, dec in zip(todo, decoded):
         results[i] = dec
     return results

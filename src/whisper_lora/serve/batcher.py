@@ -19,20 +19,18 @@ log = logging.getLogger(__name__)
 
 
 class Batcher:
-    def __init__(self, decode: Callable[[object, list, list[str], list], list], max_batch: int = 16,
-                 wait: float = 0.02):
-        self.decode = decode  # decode(job, audios, names, contexts) -> one result per audio, in order
+    def __init__(self, decode: Callable[[object, list, list[str]], list], max_batch: int = 16, wait: float = 0.02):
+        self.decode = decode  # decode(job, audios, names) -> one result per audio, in order
         self.max_batch = max_batch
         self.wait = wait
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="whisper-lora-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, job, audio, name: str, context: str | None = None) -> Future:
-        """A Future of the request's result; decoded with the next batch. context: the text said
-        before the audio (a live stream's), for its prompt."""
+    def submit(self, job, audio, name: str) -> Future:
+        """A Future of the request's result; decoded with the next batch."""
         future: Future = Future()
-        self._queue.put((job, audio, name, context, future))
+        self._queue.put((job, audio, name, future))
         return future
 
     def close(self) -> None:
@@ -61,11 +59,11 @@ class Batcher:
                 self._decode(job, items)
 
     def _decode(self, job, items) -> None:
-        items = [item for item in items if item[4].set_running_or_notify_cancel()]  # client gone: skip
+        items = [item for item in items if item[3].set_running_or_notify_cancel()]  # client gone: skip
         if not items:
             return
         try:
-            results = self.decode(job, *map(list, zip(*(item[1:4] for item in items))))
+            results = self.decode(job, [audio for _, audio, _, _ in items], [name for _, _, name, _ in items])
         except Exception as exc:  # noqa: BLE001 - a server outlives any one request
             if len(items) == 1:
                 log.exception("request %s failed", items[0][2])
@@ -74,13 +72,13 @@ class Batcher:
             for item in items:  # find the one that fails; the others still get their answer
                 self._decode_alone(job, item)
             return
-        for item, result in zip(items, results, strict=True):
-            item[4].set_result(result)
+        for (_, _, _, future), result in zip(items, results, strict=True):
+            future.set_result(result)
 
     def _decode_alone(self, job, item) -> None:
-        _, audio, name, context, future = item
+        _, audio, name, future = item
         try:
-            future.set_result(self.decode(job, [audio], [name], [context])[0])
+            future.set_result(self.decode(job, [audio], [name])[0])
         except Exception as exc:  # noqa: BLE001
             log.exception("request %s failed", name)
             future.set_exception(exc)

@@ -101,13 +101,10 @@ class ModelSet:
             return self.options.base_name
         return name if name in self.adapters else None
 
-    def transcribe(self, job: Job, audios: list, names: list[str], contexts: list | None = None) -> list:
-        """FileResults for audios (16 kHz float32 arrays), decoded together with job's model;
-        contexts: the text said before each (live streams), or None."""
-        contexts = contexts if contexts and any(contexts) else None
+    def transcribe(self, job: Job, audios: list, names: list[str]) -> list:
+        """FileResults for audios (16 kHz float32 arrays), decoded together with job's model."""
         with self._active(job.model):
-            return self._transcriber(replace(job, glossary=None)).transcribe_arrays(audios, names, job.glossary,
-                                                                                      contexts)
+            return self._transcriber(replace(job, glossary=None)).transcribe_arrays(audios, names, job.glossary)
 
     @contextlib.contextmanager
     def _active(self, name: str):

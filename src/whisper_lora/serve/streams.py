@@ -145,8 +145,7 @@ class Live:
                 if audio is None:
                     continue
                 try:
-                    result = await asyncio.wrap_future(self.batcher.submit(self.job, audio, name,
-                                                                          self.stream.context))
+                    result = await asyncio.wrap_future(self.batcher.submit(self.job, audio, name))
                 except Exception:  # noqa: BLE001 - logged by the batcher
                     raise Closed(1011, "the server failed to decode this stream") from None
                 for event in self.stream.update(result.segments):

@@ -13,8 +13,7 @@ returns the events. The stream only ever has one decode in flight, and audio app
 waits for the next one. Decodes are cut at multiples of `chunk` of stream time, so the same
 audio decoded at real-time pace by a caller that keeps up gives the same text every time.
 
-Each decode continues the final text before its buffer (`context`, the decode's prompt). The
-buffer holds the audio since the last cut. It is cut at the end of a turn and, in long turns,
+The buffer holds the audio since the last cut. It is cut at the end of a turn and, in long turns,
 at the end of a decoded segment whose words are all final once the buffer is over `trim`, so the
 cost of a decode stays flat over an hour-long stream. A buffer that reaches `max_buffer` (Whisper
 hears 30 s at most) ends its turn there.
@@ -44,10 +43,6 @@ MIN_CONTEXT = 2.0
 # the audio has barely left behind (0.3 and 0.6 s measured no better; benchmarks/stream_latency.py).
 HOLD = 0.5
 LEAD_IN = 0.3  # seconds of the quiet before a turn kept in the buffer: its first sound is not cut
-# A decode's prompt holds the last this many characters of the final text before its buffer (as
-# whisper_streaming's does): a turn's first words decoded without the turn before came out wrong
-# twice as often (tiny.en 11.9% -> 9.8% WER against 8.8% whole-file; benchmarks/stream_latency.py).
-CONTEXT_CHARS = 200
 
 
 def stream_vad(audio: np.ndarray) -> list[tuple[int, int]]:
@@ -158,7 +153,6 @@ class Stream:
         self.received = 0  # samples appended in all
         self.decoded = 0  # stream sample up to which the last decode heard
         self.final_in_buffer: list[_Word] = []  # final words of the buffer's audio, as last decoded
-        self.said = ""  # the final text whose audio has left the buffer (the end of it is the context)
         self.previous: list[list[_Word]] = []  # the last decodes' words after the final ones, oldest first
         self.turn = 0
         self.turn_text: list[str] = []
@@ -221,19 +215,6 @@ class Stream:
         self.pending = _Pending(upto, turn_end)
         return self.buffer[:upto].copy()
 
-    @property
-    def context(self) -> str | None:
-        """The text said before the buffer (its last CONTEXT_CHARS, from a word's start), for the
-        decode's prompt: take()'s audio continues it. None at the start of a stream."""
-        text = self.said[-CONTEXT_CHARS:]
-        if len(self.said) > CONTEXT_CHARS:
-            text = text.partition(" ")[2]
-        return text or None
-
-    def _remember(self, words: list[_Word]) -> None:
-        if words:
-            self.said = (self.said + " " + " ".join(w.text for w in words)).strip()[-2 * CONTEXT_CHARS:]
-
     def _drop_quiet(self, upto: int) -> None:
         """A buffer without speech: keep only its last LEAD_IN seconds (a turn may start there)."""
         cut = max(0, upto - int(LEAD_IN * SAMPLE_RATE))
@@ -284,7 +265,6 @@ class Stream:
     def clear(self) -> None:
         """Forget the audio not yet final, and its partial words."""
         self._cut(len(self.buffer))
-        self._remember(self.final_in_buffer)
         self.previous, self.final_in_buffer = [], []
         self.decoded = self.received
         if self.pending is not None:
@@ -350,7 +330,6 @@ class Stream:
                                   round(self.turn_end_time, 3), self.turn))
             self.turn += 1
         self.turn_text, self.turn_start = [], None
-        self._remember(self.final_in_buffer)
         self.final_in_buffer, self.previous = [], []
         return events
 
@@ -365,7 +344,6 @@ class Stream:
         if cut <= 0:
             return
         # The final words still in the buffer are those after the cut, as this decode spelled them.
-        self._remember(words[:n])
         self.final_in_buffer = words[n:final]
         self._cut(cut)
 

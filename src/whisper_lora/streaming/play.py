@@ -137,7 +137,7 @@ def transcribe_stream(spec: str, source: str, options, stream_options, realtime:
             on_event(timed)
 
     def decode(buffer):
-        return transcriber.transcribe_arrays([buffer], [source], context=[stream.context])[0].segments
+        return transcriber.transcribe_arrays([buffer], [source])[0].segments
 
     if audio is None:
         play_pipe(stream, sys.stdin.buffer, decode, seen)
