@@ -295,7 +295,7 @@ def simulate(transcriber, f: dict, policy: str) -> dict:
                 break
             now = max(now, min((arrived // step + 1) * step, len(audio)) / SR)
             continue
-        result = stream.update(transcriber.transcribe_arrays([buffer], context=[stream.context])[0].segments)
+        result = stream.update(transcriber.transcribe_arrays([buffer])[0].segments)
         now += time.perf_counter() - t
         events += [{**event_json(e), "at": now} for e in result]
     return {"file": f, "events": events}
@@ -370,7 +370,7 @@ def run_hour(model: str, files: list[dict], minutes: float) -> None:
 
     def decode(buffer):
         t = time.perf_counter()
-        segments = transcriber.transcribe_arrays([buffer], context=[stream.context])[0].segments
+        segments = transcriber.transcribe_arrays([buffer])[0].segments
         decodes.append((stream.received / SR / 60, time.perf_counter() - t, len(buffer) / SR))
         if not rss or decodes[-1][0] - rss[-1][0] >= 5:
             rss.append((decodes[-1][0], rss_mb()))
